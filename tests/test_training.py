@@ -1,0 +1,67 @@
+"Training: a killed run resumes where it stopped and ends with the same weights as an uninterrupted one."
+import os, signal, subprocess, sys, textwrap, time
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent('''
+    import sys, numpy as np, pandas as pd, torch
+    torch.set_num_threads(1)
+    from dcase_selfverify.training import fold_data, train_fold
+    from dcase_selfverify.core import get_preset
+    data_dir, out = sys.argv[1], sys.argv[2]
+    specs = torch.from_numpy(np.load(f"{data_dir}/specs.npy"))
+    folds = pd.read_csv(f"{data_dir}/folds.csv")
+    preset = get_preset("tiny", epochs=int(sys.argv[3]), constant_epochs=1, batch_size=8, n_frames=400)
+    data = fold_data(specs, folds, 0, ["a", "b", "c"])
+    train_fold(data, preset, out, progress=False, device="cpu", seed=3)
+''')
+
+@pytest.fixture(scope='module')
+def toy_data(tmp_path_factory):
+    "36 clips of 3 classes whose energy sits in different bands, 4 folds."
+    folder = tmp_path_factory.mktemp('toy')
+    rng = np.random.default_rng(0)
+    labels = np.arange(36) % 3
+    specs = rng.normal(0, 1, (36, 128, 400)).astype(np.float16)
+    for i, label in enumerate(labels): specs[i, 40 * label:40 * label + 30] += 2
+    np.save(folder/'specs.npy', specs)
+    pd.DataFrame({'fname': [f'{i}.wav' for i in range(36)], 'label': np.array(['a', 'b', 'c'])[labels],
+                  'manually_verified': np.arange(36) % 2 == 0, 'fold': (np.arange(36) // 3) % 4}).to_csv(folder/'folds.csv', index=False)
+    (folder/'train.py').write_text(SCRIPT)
+    return folder
+
+def _run(toy_data, out, epochs, **kwargs):
+    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    return subprocess.Popen([sys.executable, str(toy_data/'train.py'), str(toy_data), str(out), str(epochs)], env=env, **kwargs)
+
+def _weights(path):
+    return torch.load(path, map_location='cpu', weights_only=False)['model']
+
+def test_kill_and_resume_matches_uninterrupted(toy_data, tmp_path):
+    epochs = 5
+    assert _run(toy_data, tmp_path/'straight', epochs).wait() == 0
+    killed = tmp_path/'killed'
+    proc = _run(toy_data, killed, epochs)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        history = killed/'history.csv'
+        if history.exists() and len(pd.read_csv(history)) >= 2: break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'training finished before it could be killed'
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(pd.read_csv(killed/'history.csv'))
+    assert done_before < epochs
+    assert _run(toy_data, killed, epochs).wait() == 0
+    straight_history, resumed_history = pd.read_csv(tmp_path/'straight'/'history.csv'), pd.read_csv(killed/'history.csv')
+    assert resumed_history.epoch.tolist() == list(range(epochs))
+    pd.testing.assert_frame_equal(straight_history.drop(columns=['time'], errors='ignore'),
+                                  resumed_history.drop(columns=['time'], errors='ignore'), rtol=1e-5)
+    for name in ('last.pth', 'best.pth'):
+        straight, resumed = _weights(tmp_path/'straight'/name), _weights(killed/name)
+        for key in straight: torch.testing.assert_close(resumed[key], straight[key], rtol=1e-5, atol=1e-6)
