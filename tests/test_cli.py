@@ -136,3 +136,17 @@ def test_tag_and_export(generic_run, tmp_path):
     assert 'short.wav' in good.stdout
     cli('export', '--out', work, '--dest', tmp_path/'model', '--format', 'torch', '--onnx', check=0)
     assert (tmp_path/'model'/'config.json').exists() and list((tmp_path/'model').glob('*.onnx'))
+
+def test_demo_quick_writes_a_report(tmp_path):
+    "The README's main job, shortened: from nothing to a report folder."
+    result = cli('demo', '--out', tmp_path/'demo', '--quick', '--no-progress', check=0)
+    report = tmp_path/'demo'/'report'
+    for name in ('metrics.json', 'summary.md', 'per_class_f1.png', 'confusion_matrix.png', 'selfverify_precision.png',
+                 'silence_clipping.png', 'label_audit.csv'):
+        assert (report/name).exists(), name
+    metrics = json.loads((report/'metrics.json').read_text())
+    assert 0 <= metrics['test']['map3'] <= 1
+    precision = metrics['presets']['tiny']['selfverify_precision']
+    assert [row['iteration'] for row in precision] == [1, 2]
+    assert 'synthetic' in (report/'summary.md').read_text()
+    assert str(report/'summary.md') in result.stdout and 'self-verification iteration 2' in result.stdout

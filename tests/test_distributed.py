@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_toy_folds
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,14 +44,7 @@ EQUIV_SCRIPT = textwrap.dedent('''
 @pytest.fixture(scope='module')
 def toy_data(tmp_path_factory):
     "32 clips of 3 classes whose energy sits in different frequency bands, 4 folds, 400 frames."
-    folder = tmp_path_factory.mktemp('toy')
-    rng = np.random.default_rng(0)
-    labels = np.arange(32) % 3
-    specs = rng.normal(0, 1, (32, 128, 400)).astype(np.float16)
-    for i, label in enumerate(labels): specs[i, 40 * label:40 * label + 30] += 2
-    np.save(folder/'specs.npy', specs)
-    pd.DataFrame({'fname': [f'{i}.wav' for i in range(32)], 'label': np.array(['a', 'b', 'c'])[labels],
-                  'manually_verified': np.arange(32) % 2 == 0, 'fold': (np.arange(32) // 3) % 4}).to_csv(folder/'folds.csv', index=False)
+    folder = write_toy_folds(tmp_path_factory.mktemp('toy'), 32)
     (folder/'equiv.py').write_text(EQUIV_SCRIPT)
     return folder
 

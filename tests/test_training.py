@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_toy_folds
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,14 +25,7 @@ SCRIPT = textwrap.dedent('''
 @pytest.fixture(scope='module')
 def toy_data(tmp_path_factory):
     "36 clips of 3 classes whose energy sits in different bands, 4 folds."
-    folder = tmp_path_factory.mktemp('toy')
-    rng = np.random.default_rng(0)
-    labels = np.arange(36) % 3
-    specs = rng.normal(0, 1, (36, 128, 400)).astype(np.float16)
-    for i, label in enumerate(labels): specs[i, 40 * label:40 * label + 30] += 2
-    np.save(folder/'specs.npy', specs)
-    pd.DataFrame({'fname': [f'{i}.wav' for i in range(36)], 'label': np.array(['a', 'b', 'c'])[labels],
-                  'manually_verified': np.arange(36) % 2 == 0, 'fold': (np.arange(36) // 3) % 4}).to_csv(folder/'folds.csv', index=False)
+    folder = write_toy_folds(tmp_path_factory.mktemp('toy'), 36)
     (folder/'train.py').write_text(SCRIPT)
     return folder
 
