@@ -11,6 +11,7 @@ from fastcore.script import call_parse
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from results import cpu_model, write_section
 import librosa
 from dcase_selfverify.preprocessing import extract_features, _spectrogram_v2, _warm_up
 
@@ -61,18 +62,6 @@ def ours(clips:pd.DataFrame, cache:Path, version:int, workers:int)->float:
     assert summary.status.isin(['ok', 'silent', 'short']).all(), summary[summary.status == 'failed']
     return elapsed
 
-def cpu_model()->str:
-    for line in Path('/proc/cpuinfo').read_text().splitlines() if Path('/proc/cpuinfo').exists() else []:
-        if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    return platform.processor() or 'unknown'
-
-def write_section(path:Path, text:str, heading:str='## Preprocessing'):
-    "Replace (or append) our own section of RESULTS.md, leaving the others alone."
-    old = path.read_text() if path.exists() else '# Benchmark results\n'
-    pattern = re.compile(rf'^{re.escape(heading)}\n.*?(?=^## |\Z)', re.S | re.M)
-    new = pattern.sub(lambda m: text, old) if pattern.search(old) else old.rstrip('\n') + '\n\n' + text
-    path.write_text(new)
-
 @call_parse
 def main(n_clips:int=160,       # number of generated clips (0.3 to 30 s)
          workers:int=2,          # worker processes for our extraction (and the parallel authors' way)
@@ -120,6 +109,6 @@ Each method starts from the wav files and ends with one spectrogram file per cli
 """ + ''.join(f"| {r.version} | {r.method} | {r.seconds} | {r.clips_per_s} | {r.x_real_time} | {r.ours_speedup}x |\n" for r in table.itertuples()) + f"""
 Aims: at least 3x the authors' way, and at least 200x real time for version 1 on 2 cores. Version 1: {ours1.x_real_time}x real time, {v1.ours_speedup.iloc[1]}x the sequential authors' way, {v1.ours_speedup.iloc[2]}x the authors' way with {workers} processes. Version 2: {ours2.x_real_time}x real time, {v2.ours_speedup.iloc[1]}x / {v2.ours_speedup.iloc[2]}x.
 """
-            write_section(REPO/'bench'/'RESULTS.md', text)
+            write_section(REPO/'bench'/'RESULTS.md', text, '## Preprocessing')
             print('wrote', REPO/'bench'/'RESULTS.md')
     finally: shutil.rmtree(work, ignore_errors=True)

@@ -14,6 +14,7 @@ from fastcore.script import call_parse
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from results import cpu_model, write_section
 from fastai.callback.core import Callback, CancelFitException
 from dcase_selfverify.core import get_preset
 from dcase_selfverify.model import build_model
@@ -114,17 +115,9 @@ def activation_bytes(preset_name:str, batch:int, frames:int)->tuple[int, int]:
     return sum(saved.values()), sum(p.numel() * p.element_size() for p in model.parameters())
 
 def machine()->dict:
-    cpu = re.search(r'model name\s*:\s*(.*)', Path('/proc/cpuinfo').read_text())
-    return dict(nproc=subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip(), cpu=cpu.group(1) if cpu else platform.processor(),
+    return dict(nproc=subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip(), cpu=cpu_model(),
                 torch=torch.__version__, load=os.getloadavg(),
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
-
-def write_section(results:Path, text:str, heading:str='## Training throughput'):
-    "Replace (or append) our section of RESULTS.md, leaving every other section as it is."
-    old = results.read_text() if results.exists() else '# Benchmark results\n'
-    pattern = re.compile(rf'^{re.escape(heading)}\n.*?(?=^## |\Z)', re.M | re.S)
-    new = pattern.sub(lambda m: text, old) if pattern.search(old) else old.rstrip('\n') + '\n\n' + text
-    results.write_text(new)
 
 @call_parse
 def main(warmup:int=None,        # untimed batches before each timing (default: 3 CPU, 20 CUDA)
@@ -177,4 +170,4 @@ def main(warmup:int=None,        # untimed batches before each timing (default: 
                      f"excerpts in training mode keeps {saved:,} bytes ({saved / 2**30:.2f} GiB) of tensors for the backward pass "
                      f"(distinct storages recorded by `torch.autograd.graph.saved_tensors_hooks`, parameters excluded); the parameters "
                      f"take {params / 2**20:.1f} MiB (Adam adds twice that).")
-    if write: write_section(REPO/'bench'/'RESULTS.md', '\n'.join(lines) + '\n')
+    if write: write_section(REPO/'bench'/'RESULTS.md', '\n'.join(lines) + '\n', '## Training throughput')
