@@ -30,7 +30,7 @@ __all__ = ['ExcerptDistributedDL', 'ExcerptDistributedTrainer', 'excerpt_distrib
 def _skip_excerpt_draws(loader:ExcerptDataLoader, count:int):
     "Advance `loader`'s generator as cutting `count` excerpts would."
     if loader.excerpt_frames is None or count <= 0: return
-    torch.randint(0, loader.specs.shape[-1] - loader.excerpt_frames + 1, (count,), generator=loader.generator)
+    loader.draw_starts(count)
 
 class ExcerptDistributedDL(DistributedDL):
     "fastai `DistributedDL` for an `ExcerptDataLoader`: no broadcast off CUDA, each global batch split among the ranks."

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from .core import Preset, get_preset, load_json, save_csv, save_json, default_device, map_at_3
 from .model import build_model
-from .training import FoldData, _unwrap, fit_resumable, make_learner, predict_clips
+from .training import FoldData, _unwrap, cut_excerpts, fit_resumable, make_learner, predict_clips
 
 # %% auto #0
 __all__ = ['RULES', 'predict_excerpts', 'select_clips', 'validation_scores', 'self_verify', 'label_audit']
@@ -35,16 +35,14 @@ def predict_excerpts(model:torch.nn.Module,        # a trained fold model
     device = device or default_device()
     model = _unwrap(model).to(device).eval()
     indices = torch.from_numpy(np.array(indices, dtype=np.int64))
-    n_frames, n_bins = specs.shape[-1], specs.shape[-2]
+    n_frames = specs.shape[-1]
     generator = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, n_frames - excerpt_frames + 1, (len(indices), k), generator=generator)
     clip_of_excerpt, start_of_excerpt = indices.repeat_interleave(k), starts.reshape(-1)
     autocast = torch.autocast('cuda', dtype=torch.bfloat16) if str(device).startswith('cuda') else torch.autocast('cpu', enabled=False)
     posteriors = []
     for first in range(0, len(clip_of_excerpt), bs):
-        clips = clip_of_excerpt[first:first + bs].to(specs.device)
-        frames = start_of_excerpt[first:first + bs].to(specs.device)[:, None] + torch.arange(excerpt_frames, device=specs.device)
-        x = specs[clips[:, None, None], torch.arange(n_bins, device=specs.device)[None, :, None], frames[:, None, :]]
+        x = cut_excerpts(specs, clip_of_excerpt[first:first + bs], start_of_excerpt[first:first + bs], excerpt_frames)
         with autocast: posteriors.append(torch.softmax(model(x.unsqueeze(1).float().to(device)).float(), dim=1).cpu())
     if not posteriors: return np.zeros((0, model.n_classes), np.float32)
     return torch.cat(posteriors).reshape(len(indices), k, -1).mean(1).numpy()

@@ -30,11 +30,21 @@ from .core import Preset, atomic_write, default_device, get_preset, map_at_3, sa
 from .model import build_model
 
 # %% auto #0
-__all__ = ['AuthorsAdam', 'map3', 'ExcerptDataLoader', 'mixed_target_cross_entropy', 'ReversalMixUp', 'paper_schedule',
-           'EpochSeed', 'FoldData', 'make_dataloaders', 'make_learner', 'save_checkpoint', 'FoldCheckpoint',
-           'fit_resumable', 'fold_data', 'train_fold', 'predict_clips']
+__all__ = ['AuthorsAdam', 'map3', 'cut_excerpts', 'ExcerptDataLoader', 'mixed_target_cross_entropy', 'ReversalMixUp',
+           'paper_schedule', 'EpochSeed', 'FoldData', 'make_dataloaders', 'make_learner', 'save_checkpoint',
+           'FoldCheckpoint', 'fit_resumable', 'fold_data', 'train_fold', 'predict_clips']
 
 # %% ../nbs/04_training.ipynb #070bc60e
+def cut_excerpts(specs:torch.Tensor,   # (clips, bins, frames) spectrograms
+                 clips:torch.Tensor,    # (n,) which clip each excerpt comes from
+                 starts:torch.Tensor,   # (n,) first frame of each excerpt
+                 excerpt_frames:int,    # excerpt length
+                )->torch.Tensor:        # (n, bins, excerpt_frames), on the device of `specs`
+    "Cut excerpts from a tensor of spectrograms with one indexing operation."
+    device = specs.device
+    frames = starts.to(device)[:, None] + torch.arange(excerpt_frames, device=device)[None, :]
+    return specs[clips.to(device)[:, None, None], torch.arange(specs.shape[-2], device=device)[None, :, None], frames[:, None, :]]
+
 def _epoch_generator(seed:int, epoch:int)->torch.Generator:
     "A CPU generator whose state depends only on `seed` and `epoch`."
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
@@ -82,16 +92,15 @@ class ExcerptDataLoader(DataLoader):
             if self.drop_last and len(chunk) < self.bs: break
             yield self.cut(self.clip_indices[chunk])
 
+    def draw_starts(self, count:int)->torch.Tensor:
+        "First frames of the next `count` excerpts, from the epoch's generator."
+        return torch.randint(0, self.specs.shape[-1] - self.excerpt_frames + 1, (count,), generator=self.generator)
+
     def cut(self, clips:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
         "The batch `(x, y)` of `clips`: x is `(batch, 1, bins, frames)` float32."
-        device = self.specs.device
-        clips = clips.to(device)
+        clips = clips.to(self.specs.device)
         if self.excerpt_frames is None: x = self.specs[clips]
-        else:
-            n_frames, n_bins = self.specs.shape[-1], self.specs.shape[-2]
-            starts = torch.randint(0, n_frames - self.excerpt_frames + 1, (len(clips),), generator=self.generator).to(device)
-            frames = starts[:, None] + torch.arange(self.excerpt_frames, device=device)[None, :]
-            x = self.specs[clips[:, None, None], torch.arange(n_bins, device=device)[None, :, None], frames[:, None, :]]
+        else: x = cut_excerpts(self.specs, clips, self.draw_starts(len(clips)), self.excerpt_frames)
         x = x.unsqueeze(1).float()
         if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
         return x, self.targets[clips]
