@@ -140,6 +140,7 @@ def train_preset(folds:pd.DataFrame,          # training table with `fold`
                  seed:int=0,                  # seed
                  progress:bool=True,          # progress bars
                  log=print,                   # messages
+                 compile:bool=False,          # torch.compile the network for the initial training (GPU)
                 )->dict:                      # {'initial': {fold: ckpt}, 'selfverify': result or None, 'final': {fold: ckpt}}
     "Train the initial fold models of `preset` and run self-verification on them."
     preset, work = get_preset(preset), Path(work)
@@ -149,7 +150,8 @@ def train_preset(folds:pd.DataFrame,          # training table with `fold`
     for fold in fold_ids:
         folder = work/preset.name/f'fold_{fold}'
         started = time.time()
-        learn = train_fold(fold_data(specs, folds, fold, classes), preset, folder, device=device, seed=seed + fold, progress=progress)
+        learn = train_fold(fold_data(specs, folds, fold, classes), preset, folder, device=device, seed=seed + fold, progress=progress,
+                           compile=compile)
         best = learn.history.valid_loss.idxmin()
         log(f"{preset.name} fold {fold}: best epoch {int(learn.history.epoch[best])} of {len(learn.history)}, "
             f"valid loss {learn.history.valid_loss[best]:.4f}, accuracy {learn.history.accuracy[best]:.3f} ({time.time() - started:.0f} s)")
@@ -226,6 +228,7 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
                  progress:bool=True,         # progress bars
                  export:bool=True,           # write the trained ensemble to WORK/export
                  log=print,                  # messages
+                 compile:bool=False,         # torch.compile the networks for the initial training (GPU)
                 )->dict:                     # the metrics written to WORK/metrics.json
     "Features, folds, training, self-verification, ensemble, evaluation and submission, resumable."
     work = Path(work)
@@ -241,7 +244,7 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
     if not usable.all(): log(f"training without {int((~usable).sum())} clip(s) whose audio could not be read")
     train = ds.train[usable].reset_index(drop=True)
     fold_table = prepare_folds(train, work, n_folds, seed=2018 + seed)
-    members = [train_preset(fold_table, ds.classes, work, preset, folds, None, rule, device, seed, progress, log)
+    members = [train_preset(fold_table, ds.classes, work, preset, folds, None, rule, device, seed, progress, log, compile)
                for preset in presets]
     metrics = {'version': __version__, 'data': str(ds.root), 'layout': ds.layout, 'classes': list(ds.classes),
                'n_train': len(ds.train), 'n_train_usable': int(usable.sum()),
@@ -467,10 +470,11 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
         workers:int=None,             # feature extraction processes
         seed:int=0,                   # seed
         no_progress:store_true=False, # hide progress bars
+        compile:store_true=False,     # torch.compile the networks (GPU)
        ):
     "Features, folds, training, self-verification, ensemble, evaluation and submission for a data set."
     metrics = run_pipeline(data, out, _presets(preset), epochs, iterations, finetune_epochs, rule, folds=_fold_list(folds),
-                           device=device, n_workers=workers, seed=seed, progress=not no_progress)
+                           device=device, n_workers=workers, seed=seed, progress=not no_progress, compile=compile)
     test = metrics.get('test', {})
     if 'map3' in test: print(f"test ({test['subset']}, {test['n']} clips): MAP@3 {test['map3']:.4f}, accuracy {test['accuracy']:.4f}")
     for name, entry in metrics['presets'].items():

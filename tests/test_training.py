@@ -76,3 +76,17 @@ def test_fast_path_on_cpu_uses_channels_last(toy_data):
     assert not any(isinstance(cb, MixedPrecision) for cb in learn.cbs)
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert np.isfinite(learn.recorder.values[-1][0])
+
+def test_compiled_training_saves_plain_checkpoints(toy_data, tmp_path):
+    "torch.compile (the GPU option) also runs on the CPU; checkpoints hold the plain network's weights."
+    from dcase_selfverify.core import get_preset
+    from dcase_selfverify.model import build_model
+    from dcase_selfverify.training import fold_data, train_fold
+    specs = torch.from_numpy(np.load(toy_data/'specs.npy'))
+    folds = pd.read_csv(toy_data/'folds.csv')
+    learn = train_fold(fold_data(specs, folds, 0, ['a', 'b', 'c']), get_preset('tiny', epochs=1, batch_size=8, n_frames=400),
+                       tmp_path, device='cpu', progress=False, compile=True)
+    assert type(learn.model).__name__ == 'OptimizedModule'
+    state = torch.load(tmp_path/'best.pth', map_location='cpu', weights_only=False)['model']
+    build_model('tiny', 3).load_state_dict(state)                  # loads into an uncompiled network: no `_orig_mod.` prefixes
+    assert np.isfinite(learn.history.valid_loss).all()
