@@ -2,7 +2,7 @@
 
 Run from the repository root: `python bench/preprocess.py` (writes the "## Preprocessing" section of bench/RESULTS.md).
 """
-import datetime, importlib.util, multiprocessing, os, platform, re, shutil, subprocess, sys, tempfile, time, warnings
+import datetime, importlib.util, multiprocessing, os, shutil, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd

@@ -5,7 +5,7 @@ one indexing operation, and mix each batch the same way (lambda ~ Beta(alpha, al
 CPU: preset `tiny`, batch 32, fp32. CUDA: preset `paper`, batch 100, bf16 autocast + channels_last (`--compile` adds torch.compile).
 Run from the repository root: `python bench/train_throughput.py` (writes the "## Training throughput" section of bench/RESULTS.md).
 """
-import datetime, os, platform, re, statistics, subprocess, sys, time
+import datetime, os, statistics, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from results import cpu_model, write_section
 from fastai.callback.core import Callback, CancelFitException
 from dcase_selfverify.core import get_preset
 from dcase_selfverify.model import build_model
-from dcase_selfverify.training import AuthorsAdam, FoldData, make_learner
+from dcase_selfverify.training import FoldData, make_learner
 
 def _sync(device):
     if str(device).startswith('cuda'): torch.cuda.synchronize()
@@ -153,7 +153,7 @@ def main(warmup:int=None,        # untimed batches before each timing (default: 
     table = '\n'.join(['| path | samples/s (median) | ms per batch | repeats (samples/s) |', '|---|---|---|---|', *rows])
     print(table, f'\nfastai/plain = {ratio:.2f}; fastai overhead {overhead_ms:.2f} ms per batch')
     dataset_bytes = 9473 * 128 * 3000 * 2
-    lines = [f"## Training throughput", "",
+    lines = ["## Training throughput", "",
              f"`python bench/train_throughput.py` ({datetime.date.today()}): {setting}; {warmup} warm-up batches, then {batches} timed batches, "
              f"{repeats} repeats (plain and fastai interleaved, same process), median.",
              f"Machine: `nproc` = {info['nproc']}, {info['cpu']}" + (f", {info['gpu']}" if info['gpu'] else '') +

@@ -15,10 +15,10 @@ import torch
 from fastcore.script import call_parse, parse_cli, store_true, CliError
 from . import __version__
 from .core import (AudioDataset, DatasetError, Preset, find_dataset, get_preset, load_json, save_json,
-                                   save_csv, default_device, PRESETS)
+                                   save_csv)
 from .preprocessing import AudioError, FeatureCacheError, extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
-from .training import fold_data, train_fold, predict_clips, _unwrap
+from .training import fold_data, train_fold, predict_clips
 from .selfverify import self_verify, label_audit
 from .model import build_model
 from .evaluation import ensemble, evaluate_test, write_submission, per_class_report, confusion, fill_failed
@@ -97,7 +97,7 @@ def prepare_features(ds:AudioDataset,          # the data set (`core.find_datase
     for split, table in (('train', ds.train), ('test', ds.test)):
         if table is None or not len(table): continue
         for version in versions:
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings(record=True):   # failures are logged below, clip by clip
                 warnings.simplefilter('always')
                 summary = extract_features(table, work/'features'/split, version, n_workers=n_workers, progress=progress)
             summaries[split][version] = summary

@@ -6,14 +6,14 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/demo_data.html.md"""
 
 # %% ../nbs/00a_demo_data.ipynb #98653ed0
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, shutil, tempfile
+import dataclasses, json, math, os, shutil, tempfile
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import pandas as pd
 import soundfile as sf
 from scipy import signal
-from .core import FSD_CLASSES, save_csv, save_json, load_json
+from .core import save_csv, save_json, load_json
 
 # %% auto #0
 __all__ = ['RECIPES', 'DEMO_CLASSES', 'SNR_DB', 'PEAK_DB', 'PAD_NOISE_DB', 'DURATION_MEDIAN', 'DURATION_SIGMA', 'MIN_DURATION',

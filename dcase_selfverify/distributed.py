@@ -8,7 +8,6 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/distributed.html.md"""
 from __future__ import annotations
 import contextlib, math, os, warnings
 from pathlib import Path
-from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
@@ -17,7 +16,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedDL, DistributedTrainer
 from torch.nn.parallel import DistributedDataParallel
 from fastai.learner import Learner
-from fastai.torch_core import maybe_gather, num_distrib, rank_distrib, to_detach
+from fastai.torch_core import maybe_gather, num_distrib, rank_distrib
 from fastcore.script import CliError, call_parse
 from .core import FSD_CLASSES, Preset, get_preset
 from .training import EpochSeed, ExcerptDataLoader, FoldData, fit_resumable, fold_data, make_learner

@@ -6,7 +6,6 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/model.html.md"""
 
 # %% ../nbs/03_model.ipynb #fe1c832f
 from __future__ import annotations
-import math
 import numpy as np
 import pandas as pd
 import torch

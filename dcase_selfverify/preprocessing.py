@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/preprocessing.html.md"
 
 # %% ../nbs/01_preprocessing.ipynb #23c26b1a
 from __future__ import annotations
-import concurrent.futures, contextlib, csv, functools, json, math, multiprocessing, os, time, warnings
+import concurrent.futures, contextlib, csv, functools, math, multiprocessing, os, time, warnings
 from pathlib import Path
 from typing import Sequence
 import numpy as np

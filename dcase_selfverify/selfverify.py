@@ -6,14 +6,12 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/selfverify.html.md"""
 
 # %% ../nbs/05_selfverify.ipynb #95cb9ddc
 from __future__ import annotations
-import math
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from .core import Preset, get_preset, load_json, save_csv, save_json, default_device, map_at_3
+from .core import Preset, get_preset, save_csv, save_json, default_device, map_at_3
 from .model import build_model
 from .training import FoldData, _unwrap, cut_excerpts, fit_resumable, make_learner, predict_clips
 

@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/training.html.md"""
 
 # %% ../nbs/04_training.ipynb #221c3cac
 from __future__ import annotations
-import contextlib, dataclasses, math, os, random, warnings
+import contextlib, dataclasses, math, warnings
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -18,7 +18,6 @@ warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  #
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.mixup import MixUp
-from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import ParamScheduler, SchedLin, SchedNo, combine_scheds
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader

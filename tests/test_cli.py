@@ -1,5 +1,5 @@
 "The command line, run as a user runs it: real commands on small data sets in each layout."
-import json, os, signal, subprocess, sys, time
+import json, os, signal, subprocess, time
 from pathlib import Path
 import numpy as np
 import pandas as pd

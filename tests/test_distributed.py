@@ -1,5 +1,5 @@
 "Distributed training: two gloo ranks on CPU under torchrun train one fold like one process with the whole batch."
-import math, os, socket, subprocess, sys, textwrap
+import os, socket, subprocess, sys, textwrap
 from pathlib import Path
 import numpy as np
 import pandas as pd

@@ -1,7 +1,6 @@
 "Installing as in a Kaggle kernel: a wheel built with `pip wheel`, installed without an index, finding data under /kaggle/input."
 import subprocess, sys, zipfile
 from pathlib import Path
-import pytest
 from dcase_selfverify import core
 from dcase_selfverify.demo_data import make_demo_dataset
 

@@ -2,7 +2,7 @@
 
 Relative error of a spectrogram = max |ours - reference| / max |reference| over the whole array (`relative_error`).
 """
-import os, shutil, signal, subprocess, sys, textwrap, time, warnings
+import os, shutil, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import numpy as np
 import pandas as pd

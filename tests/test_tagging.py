@@ -10,7 +10,7 @@ from dcase_selfverify.preprocessing import AudioError, clip_features
 from dcase_selfverify.model import MIN_FRAMES, build_model
 from dcase_selfverify.training import predict_clips
 from dcase_selfverify.evaluation import ensemble
-from dcase_selfverify.tagging import (CONFIG_FILE, EXPORT_FORMAT, TaggingEnsemble, check_onnx, export_ensemble, export_onnx,
+from dcase_selfverify.tagging import (CONFIG_FILE, EXPORT_FORMAT, check_onnx, export_ensemble, export_onnx,
                                       load_ensemble, network_input, state_n_classes, tag_files)
 
 CLASSES = list(FSD_CLASSES[:6])
