@@ -594,15 +594,22 @@ def predict(data:str,            # data set folder
     predict_test(ds, work, _final_members(work, presets, load_folds(work/'folds.csv')), summaries, device)
     print(f"predictions: {work/'predictions.csv'}\nsubmission: {work/'submission.csv'}")
 
+def _read_predictions(ds:AudioDataset, work:Path)->pd.DataFrame:
+    "WORK/predictions.csv, checked to list the data set's test clips in order."
+    path = work/'predictions.csv'
+    if not path.exists(): raise PipelineError(f"No {path}; run `dcase-selfverify predict` first")
+    predictions = pd.read_csv(path)
+    if ds.test is None or predictions.fname.tolist() != ds.test.fname.tolist():
+        raise PipelineError(f"{path} does not list the data set's test clips")
+    return predictions
+
 @call_parse
 def evaluate(data:str,           # data set folder
              out:str='work',     # work folder with predictions.csv
             ):
     "Score WORK/predictions.csv on the test labels (Public, Private, both)."
     ds, work = find_dataset(data), Path(out)
-    if not (work/'predictions.csv').exists(): raise PipelineError(f"No {work/'predictions.csv'}; run `dcase-selfverify predict` first")
-    predictions = pd.read_csv(work/'predictions.csv')
-    if predictions.fname.tolist() != ds.test.fname.tolist(): raise PipelineError("predictions.csv does not list the data set's test clips")
+    predictions = _read_predictions(ds, work)
     scores = evaluate_test(predictions[list(ds.classes)].to_numpy(), ds.test, ds.classes)
     save_json(work/'test_scores.json', scores)
     for subset, s in scores.items(): print(f"{subset:8s} MAP@3 {s['map3']:.4f}  accuracy {s['accuracy']:.4f}  ({s['n']} clips)")
@@ -615,8 +622,7 @@ def submit(data:str,             # data set folder
     "Write a Kaggle submission (fname, three labels) from WORK/predictions.csv."
     from dcase_selfverify.evaluation import write_submission
     ds, work = find_dataset(data), Path(out)
-    if not (work/'predictions.csv').exists(): raise PipelineError(f"No {work/'predictions.csv'}; run `dcase-selfverify predict` first")
-    predictions = pd.read_csv(work/'predictions.csv')
+    predictions = _read_predictions(ds, work)
     path = Path(path) if path else work/'submission.csv'
     write_submission(predictions[list(ds.classes)].to_numpy(), predictions.fname, ds.classes, path)
     print(f"submission: {path}")

@@ -109,6 +109,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
     given = folds.label.map(class_index).to_numpy(int)
     verified = folds.manually_verified.to_numpy(bool)
     usable = np.ones(len(folds), bool) if usable is None else np.asarray(usable, bool)
+    candidate = ~verified & usable                                 # unverified clips with features
     fold_ids = sorted(initial)
     targets = torch.from_numpy(given.copy())
     fold_of = folds.fold.to_numpy()
@@ -118,12 +119,13 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
     work.mkdir(parents=True, exist_ok=True)
     table_path = work/'iterations.csv'
     rows = pd.read_csv(table_path).to_dict('records') if table_path.exists() else []
+    rows = [r for r in rows if r['iteration'] <= iterations]      # a rerun with fewer iterations ignores later ones
     checkpoints = {0: {f: Path(initial[f]) for f in fold_ids}}
     if not any(r['iteration'] == 0 for r in rows):
         for fold in fold_ids:
             model = _load_weights(build_model(preset, len(classes)), checkpoints[0][fold])
             rows.append({'iteration': 0, 'fold': fold, 'n_candidates': 0, 'n_accepted': 0,
-                         'n_train': len(data_for(fold, ~verified | verified).train_idx),
+                         'n_train': len(data_for(fold, np.ones(len(folds), bool)).train_idx),
                          **validation_scores(model, data_for(fold, verified), device)})
         save_csv(table_path, pd.DataFrame(rows))
     ever_accepted = np.zeros(len(folds), bool)
@@ -134,7 +136,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
         else:
             parts = []
             for fold in fold_ids:
-                candidates_idx = np.flatnonzero((fold_of == fold) & ~verified & usable)
+                candidates_idx = np.flatnonzero((fold_of == fold) & candidate)
                 model = _load_weights(build_model(preset, len(classes)), checkpoints[iteration - 1][fold])
                 probs = predict_excerpts(model, specs, candidates_idx, preset.sv_excerpts, preset.excerpt_frames,
                                          seed=seed * 1000 + iteration, device=device)
@@ -164,7 +166,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
                           progress=progress)
             scores = validation_scores(learn.model, data, device)
             n_fold = int(((fold_of == fold) & accepted).sum())
-            rows.append({'iteration': iteration, 'fold': fold, 'n_candidates': int(((fold_of == fold) & ~verified & usable).sum()),
+            rows.append({'iteration': iteration, 'fold': fold, 'n_candidates': int(((fold_of == fold) & candidate).sum()),
                          'n_accepted': n_fold, 'n_train': len(data.train_idx), **scores})
             save_csv(table_path, pd.DataFrame(rows))
             log(f"self-verification iteration {iteration} fold {fold}: {n_fold} clips accepted in this fold, "
