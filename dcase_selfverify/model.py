@@ -6,15 +6,19 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/model.html.md"""
 
 # %% ../nbs/03_model.ipynb #fe1c832f
 from __future__ import annotations
+import contextlib, pickle, re
+from pathlib import Path
+from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .core import FSD_CLASSES, PRESETS, Preset, get_preset
+from .core import FSD_CLASSES, PRESETS, Preset, default_device, get_preset
 
 # %% auto #0
 __all__ = ['VGG_GAP_LAYERS', 'MIN_FRAMES', 'MIN_BINS', 'output_size', 'time_receptive_field', 'step_frames', 'ConvBN', 'VGGGap',
-           'count_parameters', 'build_model', 'conv_flops', 'preset_table']
+           'count_parameters', 'build_model', 'unwrap', 'read_checkpoint', 'model_state', 'load_model', 'cut_excerpts',
+           'predict', 'conv_flops', 'preset_table']
 
 # %% ../nbs/03_model.ipynb #e3562f1d
 VGG_GAP_LAYERS = (
@@ -160,6 +164,90 @@ def build_model(preset:str|Preset='paper',   # preset name from `core.PRESETS`, 
                )->VGGGap:
     "The network of a preset."
     return VGGGap(n_classes=n_classes, nf=get_preset(preset).nf, n_bins=n_bins)
+
+# %% ../nbs/03_model.ipynb #45c65284
+def unwrap(model:nn.Module, # a network, possibly wrapped by torch.compile or DistributedDataParallel
+          )->nn.Module:      # the plain module inside
+    "The plain module inside `torch.compile` / DistributedDataParallel wrappers."
+    model = getattr(model, '_orig_mod', model)
+    return getattr(model, 'module', model)
+
+def read_checkpoint(path:str|Path, # a file written by `torch.save`
+                   )->dict:        # its contents, tensors on the CPU
+    "Read a checkpoint or weight file safely (`weights_only`), with a clear error when it is missing or not a dict."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"Checkpoint not found: {path}")
+    try: checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e: raise ValueError(f"{path} is not a readable checkpoint: {e}") from e
+    if not isinstance(checkpoint, dict): raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    return checkpoint
+
+def _strip_prefixes(state:dict)->dict:
+    "Remove the `_orig_mod.` and `module.` prefixes that torch.compile and DDP add to state_dict keys."
+    return {re.sub(r'^(_orig_mod\.|module\.)+', '', key): value for key, value in state.items()}
+
+def model_state(source:str|Path|dict|nn.Module, # a checkpoint file or dict (with 'model'), a state_dict (file), or a network
+               )->dict[str, torch.Tensor]:       # the plain state_dict, on the CPU, contiguous
+    "The plain `state_dict` of one network, from wherever it is kept."
+    if isinstance(source, nn.Module): state = unwrap(source).state_dict()
+    else:
+        checkpoint = source if isinstance(source, dict) else read_checkpoint(source)
+        state = checkpoint['model'] if isinstance(checkpoint.get('model'), dict) else checkpoint
+        if not state or not all(isinstance(value, torch.Tensor) for value in state.values()):
+            raise ValueError(f"{source if not isinstance(source, dict) else 'the dict'} is neither a training checkpoint "
+                             f"(a dict with a 'model' state_dict) nor a state_dict")
+    return {key: value.detach().cpu().contiguous() for key, value in _strip_prefixes(state).items()}
+
+def load_model(source:str|Path|dict|nn.Module, # anything `model_state` reads
+               preset:str|Preset,              # the network's preset
+               n_classes:int,                  # classes it predicts
+              )->VGGGap:                       # the network in eval mode, on the CPU
+    "A network of `preset` with the weights of `source`."
+    model = build_model(preset, n_classes)
+    model.load_state_dict(model_state(source))
+    return model.eval()
+
+# %% ../nbs/03_model.ipynb #2f70b5c9
+def cut_excerpts(specs:torch.Tensor,   # (clips, bins, frames) spectrograms
+                 clips:torch.Tensor,    # (n,) which clip each excerpt comes from
+                 starts:torch.Tensor,   # (n,) first frame of each excerpt
+                 excerpt_frames:int,    # excerpt length
+                )->torch.Tensor:        # (n, bins, excerpt_frames), on the device of `specs`
+    "Cut excerpts from a tensor of spectrograms with one indexing operation."
+    device = specs.device
+    frames = starts.to(device)[:, None] + torch.arange(excerpt_frames, device=device)[None, :]
+    return specs[clips.to(device)[:, None, None], torch.arange(specs.shape[-2], device=device)[None, :, None], frames[:, None, :]]
+
+# %% ../nbs/03_model.ipynb #8dc9346b
+@torch.no_grad()
+def predict(model:nn.Module,                 # a trained network
+            specs:torch.Tensor|np.ndarray,   # (clips, bins, frames) spectrograms, on any device
+            indices:Sequence[int]|None=None, # clips to predict (default: all)
+            n_excerpts:int|None=None,        # None: whole clips; K: mean posterior of K random excerpts per clip
+            excerpt_frames:int=384,          # excerpt length
+            seed:int=0,                      # seed of the excerpt positions
+            batch_size:int|None=None,        # network inputs per forward pass (default: 16 clips or 200 excerpts)
+            device:str|None=None,            # default: CUDA when present
+           )->np.ndarray:                    # (clips, classes) float32 softmax probabilities
+    "Softmax probabilities of whole clips, or the mean over `n_excerpts` random excerpts of each clip."
+    device = device or default_device()
+    model = unwrap(model).to(device).eval()
+    specs = torch.as_tensor(specs)
+    indices = torch.arange(len(specs)) if indices is None else torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    per_clip = 1 if n_excerpts is None else int(n_excerpts)
+    clip_of_input = indices.repeat_interleave(per_clip)
+    if n_excerpts is not None:
+        generator = torch.Generator().manual_seed(seed)
+        starts = torch.randint(0, specs.shape[-1] - excerpt_frames + 1, (len(clip_of_input),), generator=generator)
+    batch_size = batch_size or (16 if n_excerpts is None else 200)
+    autocast = torch.autocast('cuda', dtype=torch.bfloat16) if str(device).startswith('cuda') else contextlib.nullcontext()
+    outputs = []
+    for first in range(0, len(clip_of_input), batch_size):
+        clips = clip_of_input[first:first + batch_size]
+        x = specs[clips.to(specs.device)] if n_excerpts is None else cut_excerpts(specs, clips, starts[first:first + batch_size], excerpt_frames)
+        with autocast: outputs.append(torch.softmax(model(x.to(device).unsqueeze(1).float()).float(), dim=1).cpu())
+    if not outputs: return np.zeros((0, model.n_classes), np.float32)
+    return torch.cat(outputs).reshape(len(indices), per_clip, -1).mean(1).numpy()
 
 # %% ../nbs/03_model.ipynb #6eea6741
 def conv_flops(frames:int,                     # input frames
