@@ -1,4 +1,4 @@
-"Fold split checks: the real FSDKaggle2018 metadata (skipped when absent) and a tiny data set with a 2-clip class."
+"Fold split checks: the real FSDKaggle2018 metadata (in reference/, required) and a tiny data set with a 2-clip class."
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -6,12 +6,11 @@ import pytest
 from dcase_selfverify.core import read_train_csv
 from dcase_selfverify.folds import make_folds, save_folds, load_folds, fold_split, class_balance, fold_summary
 
-META_CSV = Path(__file__).resolve().parents[2]/'shared'/'data'/'fsdkaggle2018-meta'/'train_post_competition.csv'
+META_CSV = Path(__file__).resolve().parents[1]/'reference'/'fsdkaggle2018-meta'/'train_post_competition.csv'
 
 
 @pytest.fixture(scope='module')
 def real_train():
-    if not META_CSV.exists(): pytest.skip(f'real metadata not found at {META_CSV}')
     return read_train_csv(META_CSV)
 
 

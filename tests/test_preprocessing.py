@@ -15,12 +15,18 @@ from dcase_selfverify.preprocessing import (AudioError, FeatureCacheError, SILEN
                                             content_bounds, extract_features, fix_length, load_audio, load_features, read_audio,
                                             relative_error, sox_bounds, spectrogram)
 
-FIXTURES = REPO.parent/'shared'/'reference'/'fixtures'
-needs_fixtures = pytest.mark.skipif(not FIXTURES.exists(), reason='reference fixtures not available')
-SOX = shutil.which('sox') or '/usr/bin/sox'
-needs_sox = pytest.mark.skipif(not Path(SOX).exists(), reason='sox not installed')
+FIXTURES = REPO/'reference'   # outputs of SoX, librosa and madmom on small inputs (reference/README.md)
+AUDIO_NAMES = ['empty', 'noise_burst', 'pluck_padded', 'quiet_tone', 'silence', 'speech', 'stereo48k_24bit', 'sweep',
+               'tone22k', 'very_short']
+FIXTURE_NAMES = [name for name in AUDIO_NAMES if name != 'empty']   # madmom and librosa fail on the empty file
 SOX_CHAIN = 'norm -0.1 silence 1 0.025 0.15% norm -0.1 reverse silence 1 0.025 0.15% reverse'.split()
-FIXTURE_NAMES = sorted(p.stem for p in (FIXTURES/'librosa_v1').glob('*.npy')) if FIXTURES.exists() else []
+
+@pytest.fixture(scope='module')
+def sox():
+    "The SoX program (Debian package `sox`): required, so its absence fails these tests instead of skipping them."
+    program = shutil.which('sox')
+    if program is None: pytest.fail('the SoX program `sox` is not on PATH: install it (Debian/Ubuntu: apt-get install sox)')
+    return program
 
 
 # ---------------------------------------------------------------- generated audio
@@ -64,12 +70,18 @@ def write_varied_clips(folder:Path, n:int, seed:int=0, min_seconds:float=0.3, ma
         rows.append(dict(fname=path.name, path=str(path)))
     return pd.DataFrame(rows)
 
-def run_sox(src:Path, dst:Path):
-    subprocess.run([SOX, str(src), str(dst), *SOX_CHAIN], check=True, capture_output=True)
+def run_sox(sox:str, src:Path, dst:Path):
+    subprocess.run([sox, str(src), str(dst), *SOX_CHAIN], check=True, capture_output=True)
 
 
 # ---------------------------------------------------------------- fixtures
-@needs_fixtures
+def test_fixture_folders_complete():
+    "Every reference file is there: a missing one is an error, never a skipped check."
+    for folder in ['audio', 'audio32k', 'sox_clipped']:
+        assert sorted(p.stem for p in (FIXTURES/folder).glob('*.wav')) == AUDIO_NAMES, folder
+    for folder in ['librosa_v1', 'madmom_v2']:
+        assert sorted(p.stem for p in (FIXTURES/folder).glob('*.npy')) == FIXTURE_NAMES, folder
+
 @pytest.mark.parametrize('name', FIXTURE_NAMES)
 def test_spectrogram_v1_matches_librosa_fixture(name):
     y = load_audio(FIXTURES/'audio32k'/f'{name}.wav')
@@ -78,7 +90,6 @@ def test_spectrogram_v1_matches_librosa_fixture(name):
     assert ours.dtype == np.float32 and ours.shape == reference.shape
     assert relative_error(ours, reference) < 1e-4
 
-@needs_fixtures
 @pytest.mark.parametrize('name', FIXTURE_NAMES)
 def test_spectrogram_v2_matches_madmom_fixture(name):
     y = load_audio(FIXTURES/'audio32k'/f'{name}.wav')
@@ -93,8 +104,7 @@ def test_relative_error_detects_differences():
     assert relative_error(reference * 1.01, reference) == pytest.approx(0.01)
     with pytest.raises(ValueError, match='shapes differ'): relative_error(reference[:, :3], reference)
 
-@needs_fixtures
-@pytest.mark.parametrize('name', [p.stem for p in sorted((FIXTURES/'audio').glob('*.wav'))] if FIXTURES.exists() else [])
+@pytest.mark.parametrize('name', AUDIO_NAMES)
 def test_clip_silence_matches_sox_fixture(name):
     src = FIXTURES/'audio'/f'{name}.wav'
     if name == 'empty':
@@ -117,13 +127,13 @@ def test_clip_silence_matches_sox_fixture(name):
 
 
 # ---------------------------------------------------------------- SoX on varied clips
-def _sox_agreement(clips:pd.DataFrame, folder:Path)->pd.DataFrame:
+def _sox_agreement(sox:str, clips:pd.DataFrame, folder:Path)->pd.DataFrame:
     rows = []
     for fname, path in zip(clips.fname, clips.path):
         try: y, sr = read_audio(path)
         except AudioError: continue
         out = folder/f'sox_{fname}'
-        run_sox(Path(path), out)
+        run_sox(sox, Path(path), out)
         sox_out = sf.read(out, dtype='float32', always_2d=True)[0].mean(axis=1)
         ours, theirs = content_bounds(y, sr), sox_bounds(y, sox_out)
         if ours is None or theirs is None:
@@ -133,21 +143,19 @@ def _sox_agreement(clips:pd.DataFrame, folder:Path)->pd.DataFrame:
         rows.append(dict(fname=fname, sr=sr, n=len(y), ours=ours, sox=theirs, agree=agree))
     return pd.DataFrame(rows)
 
-@needs_sox
-def test_clip_silence_matches_sox_on_generated_clips(tmp_path):
+def test_clip_silence_matches_sox_on_generated_clips(sox, tmp_path):
     clips = write_varied_clips(tmp_path/'clips', 48, seed=1)
-    table = _sox_agreement(clips, tmp_path)
+    table = _sox_agreement(sox, clips, tmp_path)
     assert len(table) == 48
     assert table.agree.mean() >= 0.95, table[~table.agree]
     assert table.ours.map(lambda b: b is not None and b[0] > 0).sum() >= 10    # the set really has leading silence to cut
 
-@needs_sox
-def test_clip_silence_matches_sox_on_demo_dataset(tmp_path):
-    demo = pytest.importorskip('dcase_selfverify.demo_data')
+def test_clip_silence_matches_sox_on_demo_dataset(sox, tmp_path):
     from dcase_selfverify.core import find_dataset
-    root = demo.make_demo_dataset(tmp_path/'demo', seed=0, n_classes=6, clips_per_class=8, test_clips_per_class=1, max_duration=8.0)
+    from dcase_selfverify.demo_data import make_demo_dataset
+    root = make_demo_dataset(tmp_path/'demo', seed=0, n_classes=6, clips_per_class=8, test_clips_per_class=1, max_duration=8.0)
     train = find_dataset(root, check_files=False).train
-    table = _sox_agreement(train, tmp_path)
+    table = _sox_agreement(sox, train, tmp_path)
     assert len(table) >= 30
     assert table.agree.mean() >= 0.95, table[~table.agree]
 
