@@ -14,8 +14,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['FSD_CLASSES', 'PRESETS', 'AUDIO_SUFFIXES', 'KAGGLE_INPUT', 'normalize_label', 'Preset', 'get_preset', 'atomic_write',
-           'save_array', 'save_json', 'load_json', 'save_csv', 'DatasetError', 'read_train_csv', 'read_test_csv',
-           'AudioDataset', 'find_dataset', 'apk', 'map_at_3', 'default_device', 'seed_everything']
+           'save_array', 'save_json', 'load_json', 'save_csv', 'UserError', 'DatasetError', 'read_train_csv',
+           'read_test_csv', 'AudioDataset', 'find_dataset', 'apk', 'map_at_3', 'default_device', 'seed_everything']
 
 # %% ../nbs/00_core.ipynb #ee77a12c
 FSD_CLASSES = (
@@ -121,7 +121,10 @@ def save_csv(path:str|Path, df:pd.DataFrame):
     with atomic_write(path, 'w') as f: df.to_csv(f, index=False)
 
 # %% ../nbs/00_core.ipynb #4a8c90d4
-class DatasetError(ValueError):
+class UserError(Exception):
+    "An error the user can fix (bad data, a bad option, a missing file): the command line prints its message as one line, exit status 2."
+
+class DatasetError(UserError, ValueError):
     "A data set's metadata or audio files are not usable; the message lists the offending rows."
 
 def _offending(rows:pd.DataFrame, what:str, limit:int=10)->str:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 from . import __version__
-from .core import AudioDataset, Preset, default_device, find_dataset, get_preset, load_json, save_csv, save_json
+from .core import AudioDataset, Preset, UserError, default_device, find_dataset, get_preset, load_json, save_csv, save_json
 from .preprocessing import extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
 from .model import load_model, predict
@@ -32,7 +32,7 @@ __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings
            'run_pipeline']
 
 # %% ../nbs/07_pipeline.ipynb #695c6ce9
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     "A pipeline stage cannot run with what is in the work folder or the options given; the message says what to do."
 
 DEFAULT_PRESETS = ('spec1_1', 'spec1_2', 'spec2')   # the three submitted models (authors' code; the paper's ensemble)

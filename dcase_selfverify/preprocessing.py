@@ -15,7 +15,7 @@ import scipy.fft
 import soundfile as sf
 import librosa
 from fastprogress.fastprogress import progress_bar
-from .core import save_array, save_json, load_json, save_csv
+from .core import UserError, save_array, save_json, load_json, save_csv
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOPS', 'N_BANDS', 'N_FRAMES', 'CACHE_FORMAT', 'SOX_PEAK', 'SILENCE_PEAK', 'SUMMARY_COLUMNS',

@@ -1,5 +1,5 @@
 "The command line, run as a user runs it: real commands on small data sets in each layout."
-import json, os, signal, subprocess, time
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -151,3 +151,20 @@ def test_demo_quick_writes_a_report(tmp_path):
     assert [row['iteration'] for row in precision] == [1, 2]
     assert 'synthetic' in (report/'summary.md').read_text()
     assert str(report/'summary.md') in result.stdout and 'self-verification iteration 2' in result.stdout
+
+def test_a_bug_shows_its_traceback():
+    "Only the project's user errors become one line and status 2; any other exception is a bug: traceback, status 1."
+    code = ("import sys; import dcase_selfverify.cli as cli; from fastcore.script import call_parse\n"
+            "def broken(data:str): raise KeyError('an internal key')\n"
+            "cli.COMMANDS['broken'] = call_parse(broken); sys.argv = ['dcase-selfverify', 'broken', 'x']; cli.console()")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert 'Traceback' in result.stderr and "KeyError: 'an internal key'" in result.stderr
+
+def test_user_errors_are_one_line(tmp_path):
+    for args, message in ((['run', tmp_path/'nowhere'], 'Data folder not found'), (['run', tmp_path, '--preset', 'huge'], 'Unknown preset'),
+                          (['train', tmp_path, '--folds', 'a,b'], 'comma-separated fold numbers'),
+                          (['tag', tmp_path/'x.wav', '--model', tmp_path/'no_model'], 'No exported ensemble')):
+        result = cli(*args, check=2)
+        assert message in result.stderr and 'Traceback' not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
