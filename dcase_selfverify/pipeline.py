@@ -18,7 +18,8 @@ from .preprocessing import extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
 from .model import load_model, predict
 from .training import fold_data, train_fold
-from .selfverify import self_verify
+from .selfverify import CONTROL_RULES, RULES, self_verify
+from .noisy_labels import DEFAULT_STRATEGY, SELFVERIFY_SUFFIX, Strategy, strategy as get_strategy
 from .evaluation import ensemble_predict, evaluate_test, fill_failed, write_submission
 try: from dcase_selfverify.training import release_learner, scaled_constant_epochs
 except ImportError:   # TEMPORARY until training has them
@@ -28,8 +29,9 @@ except ImportError:   # TEMPORARY until training has them
 # %% auto #0
 __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings', 'adjust_presets', 'record_presets',
            'recorded_presets', 'RunContext', 'open_run', 'prepare_features', 'usable_mask', 'prepare_folds',
-           'train_initial', 'train_preset', 'final_members', 'predict_test', 'read_predictions', 'export_members',
-           'run_pipeline']
+           'train_initial', 'train_preset', 'final_members', 'initial_folder', 'selfverify_folder', 'ensemble_test',
+           'predict_test', 'read_predictions', 'export_members', 'run_pipeline', 'comparison_rows',
+           'compare_strategies', 'plot_comparison']
 
 # %% ../nbs/07_pipeline.ipynb #695c6ce9
 class PipelineError(UserError, RuntimeError):
@@ -112,12 +114,14 @@ class RunContext:
     progress:bool=True               # fastai progress bars
     log:Callable=print               # where one-line messages go
     rule:str='paper'                 # self-verification rule
+    strategy:str|Strategy=DEFAULT_STRATEGY # noisy-label strategy (`noisy_labels.STRATEGIES`)
     compile:bool=False               # torch.compile the networks for the initial training (GPU)
     n_workers:int|None=None          # feature extraction processes
     summaries:dict=dataclasses.field(default_factory=dict) # feature summaries: {split: {version: summary}}
 
     def __post_init__(self):
-        self.work, self.device = Path(self.work), self.device or default_device()
+        self.work, self.device, self.strategy = Path(self.work), self.device or default_device(), get_strategy(self.strategy)
+        if self.rule not in RULES + CONTROL_RULES: raise PipelineError(f"Unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
         self._cached = (None, None)
 
     @property
@@ -194,11 +198,13 @@ def train_initial(ctx:RunContext,                   # the run
     "Train (or finish training) the initial model of each fold with mixup on all its training clips."
     fold_ids = sorted(int(f) for f in folds.fold.unique()) if fold_ids is None else [int(f) for f in fold_ids]
     specs = ctx.spectrograms('train', folds.fname, preset)
+    train_mask = folds.manually_verified.to_numpy(bool) if ctx.strategy.train_on == 'verified' else None
     initial = {}
     for fold in fold_ids:
-        folder, started = ctx.work/preset.name/f'fold_{fold}', time.time()
-        learn = train_fold(fold_data(specs, folds, fold, ctx.ds.classes), preset, folder, device=ctx.device, seed=ctx.seed + fold,
-                           progress=ctx.progress, compile=ctx.compile)
+        folder, started = initial_folder(ctx, preset)/f'fold_{fold}', time.time()
+        data = fold_data(specs, folds, fold, ctx.ds.classes, train_mask=train_mask)
+        learn = train_fold(data, preset, folder, device=ctx.device, seed=ctx.seed + fold, progress=ctx.progress, compile=ctx.compile,
+                           loss_func=ctx.strategy.make_loss())
         history, best = learn.history, learn.history.valid_loss.idxmin()
         release_learner(learn)
         ctx.log(f"{preset.name} fold {fold}: best epoch {int(history.epoch[best])} of {len(history)}, "
@@ -212,13 +218,13 @@ def train_preset(ctx:RunContext,                   # the run
                  fold_ids:Sequence[int]|None=None, # folds to train (default: all)
                  iterations:int|None=None,         # self-verification iterations (default: the preset's; 0 = none)
                 )->dict:                           # preset, initial and final checkpoints, self-verification result
-    "Train the initial fold models of `preset` and run self-verification on them."
+    "Train the initial fold models of `preset` and, where the strategy says so, self-verify them."
     initial = train_initial(ctx, folds, preset, fold_ids)
-    iterations = preset.sv_iterations if iterations is None else iterations
+    iterations = (preset.sv_iterations if iterations is None else iterations) if ctx.strategy.selfverify else 0
     result = None
     if iterations > 0 and (~folds.manually_verified).any():
         result = self_verify(folds, ctx.spectrograms('train', folds.fname, preset), ctx.ds.classes, initial,
-                             ctx.work/preset.name/'selfverify', preset, ctx.rule, iterations, device=ctx.device,
+                             selfverify_folder(ctx, preset), preset, ctx.rule, iterations, device=ctx.device,
                              seed=ctx.seed, progress=ctx.progress, log=ctx.log)
         ctx.log(f"{preset.name}: kept self-verification iteration {result['best_iteration']}")
     final = {int(k): Path(v) for k, v in result['checkpoints'].items()} if result else initial
@@ -231,19 +237,33 @@ def final_members(ctx:RunContext,     # the run
     "The kept checkpoints of each preset: self-verification's choice, else the initial models."
     members = []
     for preset in ctx.presets:
-        result_path = ctx.work/preset.name/'selfverify'/'result.json'
-        if result_path.exists(): final = {int(k): Path(v) for k, v in load_json(result_path)['checkpoints'].items()}
-        else: final = {f: ctx.work/preset.name/f'fold_{f}'/'best.pth' for f in sorted(folds.fold.unique())}
+        result_path = selfverify_folder(ctx, preset)/'result.json'
+        if ctx.strategy.selfverify and result_path.exists(): final = {int(k): Path(v) for k, v in load_json(result_path)['checkpoints'].items()}
+        else: final = {f: initial_folder(ctx, preset)/f'fold_{f}'/'best.pth' for f in sorted(folds.fold.unique())}
         missing = [str(c) for c in final.values() if not Path(c).exists()]
         if missing: raise PipelineError(f"{preset.name} has no trained models ({', '.join(missing[:2])} ...); run `dcase-selfverify train` first")
         members.append({'preset': preset, 'final': final})
     return members
 
+# %% ../nbs/07_pipeline.ipynb #0bf8da64
+def initial_folder(ctx:RunContext, # the run (its strategy)
+                   preset:Preset,  # the preset
+                  )->Path:         # where the preset's initial fold models are
+    "The folder of a preset's initial models under the run's strategy."
+    strategy = ctx.strategy
+    if strategy.train_on == 'all' and strategy.loss is None: return ctx.work/preset.name
+    return ctx.work/f"{preset.name}_{strategy.name.removesuffix(SELFVERIFY_SUFFIX)}"
+
+def selfverify_folder(ctx:RunContext, preset:Preset, rule:str|None=None)->Path:
+    "The folder of a preset's self-verification with `rule` (default: the run's)."
+    rule = rule or ctx.rule
+    return initial_folder(ctx, preset)/('selfverify' if rule == 'paper' else f'selfverify_{rule}')
+
 # %% ../nbs/07_pipeline.ipynb #44976faf
-def predict_test(ctx:RunContext,       # the run, after `prepare_features`
-                 members:Sequence[dict], # `train_preset` or `final_members` results
-                )->dict:               # probabilities, usable mask and scores
-    "Ensemble predictions for the test clips, a submission, and scores where labels are known."
+def ensemble_test(ctx:RunContext,         # the run, after `prepare_features`
+                  members:Sequence[dict],  # `train_preset` or `final_members` results
+                 )->tuple[np.ndarray, np.ndarray]: # (test clips, classes) probabilities (NaN rows for clips without features), usable mask
+    "The ensemble's probabilities for the test clips (`evaluation.ensemble_predict`: folds, then presets)."
     classes, test = list(ctx.ds.classes), ctx.ds.test
     usable = usable_mask(ctx, 'test')
     probs = np.full((len(test), len(classes)), np.nan)
@@ -251,6 +271,14 @@ def predict_test(ctx:RunContext,       # the run, after `prepare_features`
         preset, checkpoint = member
         return predict(load_model(checkpoint, preset, len(classes)), ctx.spectrograms('test', test.fname[usable], preset), device=ctx.device)
     probs[usable] = ensemble_predict([[(m['preset'], c) for _, c in sorted(m['final'].items())] for m in members], predict_member)
+    return probs, usable
+
+def predict_test(ctx:RunContext,       # the run, after `prepare_features`
+                 members:Sequence[dict], # `train_preset` or `final_members` results
+                )->dict:               # probabilities, usable mask and scores
+    "Ensemble predictions for the test clips, a submission, and scores where labels are known."
+    classes, test = list(ctx.ds.classes), ctx.ds.test
+    probs, usable = ensemble_test(ctx, members)
     prior = ctx.ds.train.label.value_counts().reindex(classes, fill_value=0).to_numpy(float)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -287,7 +315,7 @@ def _preset_metrics(ctx:RunContext, member:dict)->dict:
         entry['selfverify'] = [{'iteration': int(i), 'n_accepted': int(g.n_accepted.sum()), 'valid_loss': float(g.valid_loss.mean()),
                                 'accuracy': float(g.accuracy.mean()), 'map3': float(g.map3.mean())} for i, g in result['table'].groupby('iteration')]
         entry['best_iteration'] = result['best_iteration']
-        entry['audit_csv'] = str(ctx.work/preset.name/'selfverify'/'audit.csv')
+        entry['audit_csv'] = str(selfverify_folder(ctx, preset)/'audit.csv')
     return entry
 
 def export_members(members:Sequence[dict], # `train_preset` or `final_members` results
@@ -306,7 +334,8 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
                  epochs:int|None=None,       # initial training epochs (default: each preset's)
                  iterations:int|None=None,   # self-verification iterations (default: each preset's)
                  finetune_epochs:int|None=None, # epochs per self-verification round (default: each preset's)
-                 rule:str='paper',           # self-verification rule: 'paper' or 'authors'
+                 rule:str='paper',           # self-verification rule: 'paper', 'authors' or 'adaptive'
+                 strategy:str=DEFAULT_STRATEGY, # noisy-label strategy (`noisy_labels.STRATEGIES`, optionally NAME+selfverify)
                  n_folds:int=4,              # folds
                  folds:Sequence[int]|None=None, # train only these folds (default: all)
                  device:str|None=None,       # default: CUDA when present
@@ -319,9 +348,10 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
                 )->dict:                     # the metrics written to WORK/metrics.json
     "Features, folds, training, self-verification, ensemble, evaluation and submission, resumable."
     presets = adjust_presets(presets, epochs, finetune_epochs, iterations)
-    ctx = open_run(data, work, presets, device=device, seed=seed, progress=progress, log=log, rule=rule, compile=compile, n_workers=n_workers)
+    ctx = open_run(data, work, presets, device=device, seed=seed, progress=progress, log=log, rule=rule, compile=compile, n_workers=n_workers,
+                   strategy=strategy)
     record_settings(ctx.work, {'n_folds': n_folds, 'seed': seed})
-    record_presets(ctx.work, presets, selfverify=True, rule=rule)
+    record_presets(ctx.work, presets, selfverify=ctx.strategy.selfverify, rule=rule, strategy=ctx.strategy.name)
     log(f"{ctx.ds}")
     prepare_features(ctx)
     usable = usable_mask(ctx, 'train')
@@ -330,7 +360,7 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
     members = [train_preset(ctx, fold_table, preset, folds) for preset in presets]
     metrics = {'version': __version__, 'data': str(ctx.ds.root), 'layout': ctx.ds.layout, 'classes': list(ctx.ds.classes),
                'n_train': len(ctx.ds.train), 'n_train_usable': int(usable.sum()), 'failed_train_clips': ctx.ds.train.fname[~usable].tolist(),
-               'presets': {member['preset'].name: _preset_metrics(ctx, member) for member in members}}
+               'strategy': ctx.strategy.settings(), 'presets': {member['preset'].name: _preset_metrics(ctx, member) for member in members}}
     if ctx.ds.test is not None and len(ctx.ds.test):
         test = predict_test(ctx, members)
         metrics['test'] = {**_headline(test['scores']), **test['scores'], 'failed_clips': ctx.ds.test.fname[~test['usable']].tolist()}
@@ -338,3 +368,100 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
     if export: metrics['export'] = str(export_members(members, ctx.ds.classes, ctx.work/'export'))
     save_json(ctx.work/'metrics.json', metrics)
     return metrics
+
+# %% ../nbs/07_pipeline.ipynb #2754974f
+def _kept_scores(ctx:RunContext, folds:pd.DataFrame, preset:Preset, final:dict)->pd.DataFrame:
+    "Per fold: accuracy and MAP@3 of the kept model on the fold's verified validation clips."
+    from dcase_selfverify.selfverify import validation_scores
+    specs = ctx.spectrograms('train', folds.fname, preset)
+    return pd.DataFrame([{'fold': fold, **validation_scores(load_model(path, preset, len(ctx.ds.classes)),
+                                                             fold_data(specs, folds, fold, ctx.ds.classes), ctx.device)}
+                         for fold, path in sorted(final.items())])
+
+def _trusted(folds:pd.DataFrame, strategy:Strategy, result:dict|None, truth:pd.Series|None)->dict:
+    "How many unverified clips the kept models trusted, and the share of right labels among them."
+    unverified = folds[~folds.manually_verified.astype(bool)]
+    if result is not None:
+        audit = result['audit']
+        kept = audit[(audit.iteration == result['best_iteration']) & audit.accepted.astype(bool)] if len(audit) else audit
+        names = kept.get('fname', pd.Series([], dtype=str))
+    else: names = unverified.fname if strategy.train_on == 'all' else pd.Series([], dtype=str)
+    labels = unverified.set_index('fname').label.reindex(names)
+    precision = float((labels.to_numpy() == truth.reindex(names).to_numpy()).mean()) if truth is not None and len(names) else float('nan')
+    return {'n_trusted_unverified': int(len(names)), 'label_precision': precision}
+
+# %% ../nbs/07_pipeline.ipynb #6d08f01e
+def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str, truth:pd.Series|None)->dict:
+    "Train (or resume) one row of the comparison (the context's strategy and rule) and measure it."
+    record = ctx.work/'comparison'/f'{name}.json'
+    started = time.time()
+    member = train_preset(ctx, folds, preset)
+    seconds = load_json(record)['seconds'] if record.exists() else round(time.time() - started, 1)
+    save_json(record, {'seconds': seconds})
+    scores = _kept_scores(ctx, folds, preset, member['final'])
+    row = {'strategy': name, 'rule': ctx.rule if ctx.strategy.selfverify else '-', 'valid_accuracy': scores.accuracy.mean(), 'valid_accuracy_std': scores.accuracy.std(ddof=0),
+           'valid_map3': scores.map3.mean(), 'valid_map3_std': scores.map3.std(ddof=0)}
+    if ctx.ds.test is not None and ctx.ds.test.label.notna().any():
+        probs, usable = ensemble_test(ctx, [member])
+        test = _headline(evaluate_test(fill_failed(probs, ~usable, np.full(len(ctx.ds.classes), 1.0)), ctx.ds.test, ctx.ds.classes))
+        row.update(test_map3=test['map3'], test_accuracy=test['accuracy'])
+    kept = member['selfverify']['best_iteration'] if member['selfverify'] else '-'
+    return {**row, **_trusted(folds, ctx.strategy, member['selfverify'], truth), 'kept_iteration': kept, 'seconds': seconds}
+
+# %% ../nbs/07_pipeline.ipynb #15e3d69a
+def comparison_rows(strategies:Sequence[str|Strategy],  # strategies to compare
+                    rules:Sequence[str]=('paper', 'authors', 'adaptive'), # selection rules for strategies that self-verify
+                    controls:bool=True,                 # add the two fine-tuning controls
+                   )->list[tuple[str, Strategy, str|None]]: # (row name, strategy, rule or None)
+    "The rows of a comparison: each strategy, once per rule where it self-verifies, then the controls."
+    rows = []
+    for item in map(get_strategy, strategies):
+        if not item.selfverify: rows.append((item.name, item, None))
+        else: rows += [(f'{item.name} ({rule})', item, rule) for rule in rules]
+    if controls: rows += [(f'control: fine-tune on {what}', get_strategy('selfverify'), rule)
+                          for what, rule in (('verified + all unverified', 'accept-all'), ('verified only', 'accept-none'))]
+    return rows
+
+def compare_strategies(data:str|Path,                    # data set folder
+                       work:str|Path,                    # work folder (resumable; may be shared with `run`)
+                       preset:str|Preset='tiny',         # the network of every row
+                       strategies:Sequence[str]=('verified-only', 'all', 'label-smoothing', 'lq', 'bootstrap-soft', 'bootstrap-hard',
+                                                 'loss-masking', 'downweight', 'selfverify'), # strategies to compare
+                       rules:Sequence[str]=('paper', 'authors', 'adaptive'), # selection rules for strategies that self-verify
+                       controls:bool=True,               # add the two fine-tuning controls
+                       truth:pd.DataFrame|None=None,     # fname, true_label (the demo data's truth) for label precision
+                       device:str|None=None, seed:int=0, progress:bool=True, log=print,
+                      )->pd.DataFrame:                   # the table, also in WORK/comparison.csv (plot: WORK/comparison.png)
+    "Train every strategy on the same folds and network and compare them in one table."
+    preset = adjust_presets([preset])[0]
+    ctx = open_run(data, work, [preset], device=device, seed=seed, progress=progress, log=log)
+    record_settings(ctx.work, {'seed': seed, 'compare preset': preset.to_dict()})
+    prepare_features(ctx)
+    folds = prepare_folds(ctx)
+    true_label = truth.set_index('fname').true_label if truth is not None else None
+    table = []
+    for name, item, rule in comparison_rows(strategies, rules, controls):
+        ctx.strategy, ctx.rule = item, rule or 'paper'
+        table.append(_comparison_row(ctx, folds, preset, name, true_label))
+        log(f"compare: {name}: valid accuracy {table[-1]['valid_accuracy']:.3f}, trusted {table[-1]['n_trusted_unverified']} unverified clips")
+    table = pd.DataFrame(table)
+    save_csv(ctx.work/'comparison.csv', table)
+    plot_comparison(table).savefig(ctx.work/'comparison.png', dpi=100)
+    return table
+
+# %% ../nbs/07_pipeline.ipynb #5625c1b0
+def plot_comparison(table:pd.DataFrame, # `compare_strategies` output
+                   ):                   # a matplotlib figure
+    "Verified-validation accuracy per row (mean and spread over folds), with test accuracy where there is one."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1))
+    positions = np.arange(len(table))[::-1]
+    ax.barh(positions, table.valid_accuracy, xerr=table.valid_accuracy_std, color='#7fa7d9', label='verified validation clips (folds)')
+    if 'test_accuracy' in table: ax.plot(table.test_accuracy, positions, 'k|', markersize=12, label='test set (fold ensemble)')
+    ax.set_yticks(positions, [f"{s} [{r}]" if r != '-' else s for s, r in zip(table.strategy, table.rule)], fontsize=8)
+    ax.set_xlabel('accuracy')
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

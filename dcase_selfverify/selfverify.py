@@ -13,13 +13,14 @@ import pandas as pd
 import torch
 from .core import Preset, get_preset, map_at_3, save_array, save_csv, save_json
 from .model import load_model, predict
+from .noisy_labels import adaptive_thresholds, calibrate
 from .training import FoldData, fit_resumable, make_learner
 try: from dcase_selfverify.training import release_learner
 except ImportError: release_learner = lambda learn: None   # TEMPORARY until training has release_learner
 
 # %% auto #0
-__all__ = ['RULES', 'candidate_table', 'judge_candidates', 'select_clips', 'validation_scores', 'finetune_fold', 'best_iteration',
-           'self_verify', 'label_audit']
+__all__ = ['RULES', 'CONTROL_RULES', 'candidate_table', 'judge_candidates', 'select_clips', 'adaptive_selection',
+           'validation_scores', 'finetune_fold', 'best_iteration', 'self_verify', 'label_audit']
 
 # %% ../nbs/05_selfverify.ipynb #e31cee44
 def candidate_table(folds:pd.DataFrame,       # training table with fname, label, manually_verified, fold
@@ -49,29 +50,58 @@ def judge_candidates(models:dict[int, torch.nn.Module], # fold -> that fold's cu
                                  excerpt_frames=preset.excerpt_frames, seed=seed, device=device)
     return probs
 
-# %% ../nbs/05_selfverify.ipynb #ae41b51d
-RULES = ('paper', 'authors')
+# %% ../nbs/05_selfverify.ipynb #140b7a0d
+RULES = ('paper', 'authors', 'adaptive')        # selection rules
+CONTROL_RULES = ('accept-all', 'accept-none')   # controls: the same fine-tuning rounds on all candidates, or on none
 
 def select_clips(candidates:pd.DataFrame, # one row per clip: fname, fold, given (class index)
-                 probs:np.ndarray,         # (clips, classes) mean posteriors, rows as `candidates`
-                 rule:str='paper',         # 'paper' (threshold + cap) or 'authors' (cap only)
-                 threshold:float=0.95,     # minimum mean posterior of the given class (paper rule)
+                 probs:np.ndarray,         # (clips, classes) mean posteriors (calibrated ones for 'adaptive'), rows as `candidates`
+                 rule:str='paper',         # 'paper' (threshold + cap), 'authors' (cap only), 'adaptive' (per-clip thresholds + cap), or a control
+                 threshold:float|np.ndarray=0.95, # minimum posterior of the given class: one number (paper), or one per candidate (adaptive)
                  per_class:int=40,         # at most this many accepted clips per class
                 )->pd.DataFrame:           # candidates with predicted, p_given, p_predicted, accepted
     "Decide which unverified clips count as verified."
-    if rule not in RULES: raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
+    if rule not in RULES + CONTROL_RULES: raise ValueError(f"rule must be one of {RULES + CONTROL_RULES}, not {rule!r}")
     if len(candidates) != len(probs): raise ValueError(f"{len(candidates)} candidates but {len(probs)} rows of probabilities")
     decisions = candidates.reset_index(drop=True).copy()
     given = decisions['given'].to_numpy(int)
     decisions['predicted'] = probs.argmax(1) if len(probs) else np.zeros(0, int)
     decisions['p_given'] = probs[np.arange(len(probs)), given] if len(probs) else np.zeros(0)
     decisions['p_predicted'] = probs.max(1) if len(probs) else np.zeros(0)
+    if rule in CONTROL_RULES:
+        decisions['accepted'] = rule == 'accept-all'
+        return decisions
     eligible = decisions['predicted'].to_numpy() == given
     if rule == 'paper': eligible &= decisions['p_given'].to_numpy() > threshold
+    if rule == 'adaptive': eligible &= decisions['p_given'].to_numpy() >= np.broadcast_to(threshold, len(decisions))
     ranked = decisions[eligible].sort_values(['given', 'p_given'], ascending=[True, False], kind='stable')
     chosen = ranked.groupby('given', sort=False).head(per_class).index
     decisions['accepted'] = decisions.index.isin(chosen)
     return decisions
+
+# %% ../nbs/05_selfverify.ipynb #18dbd716
+def adaptive_selection(models:dict[int, torch.nn.Module], # fold -> that fold's current model
+                       specs:torch.Tensor,                # (clips, bins, frames), rows as the training table
+                       validation:dict[int, tuple],       # fold -> (rows, class indices) of its verified validation clips
+                       candidates:pd.DataFrame,           # `candidate_table` output
+                       probs:np.ndarray,                  # the candidates' mean posteriors (`judge_candidates`)
+                       preset:Preset,                     # K and the excerpt length
+                       seed:int=0,                        # seed of the validation clips' excerpts
+                       device:str|None=None,              # default: CUDA when present
+                       target_precision:float=0.97,       # required precision of the accepted clips
+                      )->tuple[np.ndarray, np.ndarray, pd.DataFrame]: # calibrated posteriors, per-candidate thresholds, per-fold info
+    "Calibrate each fold on its verified validation clips and give every candidate its class's threshold."
+    calibrated, thresholds, info = np.zeros_like(probs), np.full(len(candidates), np.inf), []
+    for fold, model in models.items():
+        rows, targets = validation[fold]
+        valid_probs = predict(model, specs, rows, n_excerpts=preset.sv_excerpts, excerpt_frames=preset.excerpt_frames, seed=seed, device=device)
+        class_thresholds, fold_info = adaptive_thresholds(valid_probs, targets, target_precision)
+        in_fold = candidates.fold.to_numpy() == fold
+        calibrated[in_fold] = calibrate(probs[in_fold], fold_info['temperature'])
+        thresholds[in_fold] = class_thresholds[candidates.given.to_numpy(int)[in_fold]]
+        info.append({'fold': fold, 'temperature': fold_info['temperature'], 'fold_threshold': fold_info['fold_threshold'],
+                     'valid_accuracy': fold_info['valid_accuracy'], 'n_valid': len(rows)})
+    return calibrated, thresholds, pd.DataFrame(info)
 
 # %% ../nbs/05_selfverify.ipynb #3920a5b9
 @torch.no_grad()
@@ -108,13 +138,18 @@ def best_iteration(table:pd.DataFrame, # one row per iteration and fold with val
 
 # %% ../nbs/05_selfverify.ipynb #6ae64e11
 def _decide(work:Path, iteration:int, checkpoints:dict, specs:torch.Tensor, candidates:pd.DataFrame, preset:Preset,
-            classes:Sequence[str], rule:str, seed:int, device:str|None)->pd.DataFrame:
+            classes:Sequence[str], rule:str, seed:int, device:str|None, validation:dict, target_precision:float)->pd.DataFrame:
     "Steps 1 and 2 of one iteration, or their saved outcome: the decisions table (also written with the posteriors)."
     decisions_path = work/f'decisions_{iteration:02d}.csv'
     if decisions_path.exists(): return pd.read_csv(decisions_path)
     models = {fold: load_model(path, preset, len(classes)) for fold, path in checkpoints.items()}
     probs = judge_candidates(models, specs, candidates, preset, seed=seed * 1000 + iteration, device=device)
-    decisions = select_clips(candidates, probs, rule, preset.sv_threshold, preset.sv_per_class)
+    if rule == 'adaptive':
+        calibrated, thresholds, info = adaptive_selection(models, specs, validation, candidates, probs, preset, seed * 1000 + iteration,
+                                                          device, target_precision)
+        save_csv(work/f'adaptive_{iteration:02d}.csv', info)
+        decisions = select_clips(candidates, calibrated, rule, thresholds, preset.sv_per_class).assign(threshold=thresholds)
+    else: decisions = select_clips(candidates, probs, rule, preset.sv_threshold, preset.sv_per_class)
     decisions.insert(2, 'iteration', iteration)
     decisions['given_label'] = [classes[i] for i in decisions.given]
     decisions['predicted_label'] = [classes[i] for i in decisions.predicted]
@@ -145,7 +180,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
                 initial:dict[int, str|Path], # fold -> checkpoint (best.pth) of the initial model
                 work:str|Path,              # folder for this run's models, decisions and tables
                 preset:Preset|str='paper',  # network and fine-tuning hyper-parameters
-                rule:str='paper',           # 'paper' or 'authors'
+                rule:str='paper',           # 'paper', 'authors', 'adaptive', or a control ('accept-all', 'accept-none')
                 iterations:int|None=None,   # default: preset.sv_iterations
                 cumulative:bool=False,      # keep clips once accepted
                 usable:np.ndarray|None=None, # clips with features (failed extractions excluded)
@@ -153,6 +188,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
                 seed:int=0,                 # seed
                 progress:bool=False,        # fastai progress bars
                 log=print,                  # where one line per fold and iteration goes
+                target_precision:float=0.97, # the adaptive rule's required precision
                )->dict:                     # best iteration, per-iteration table, audit table, final checkpoints
     "Run (or resume) iterative self-verification and keep the iteration with the lowest mean verified validation loss."
     preset, work = get_preset(preset), Path(work)
@@ -165,6 +201,8 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
     def fold_split(fold, trusted):
         return FoldData(specs, targets, np.flatnonzero((fold_of != fold) & trusted & usable),
                         np.flatnonzero((fold_of == fold) & verified & usable), tuple(classes))
+    validation = {fold: (rows, targets[rows].numpy()) for fold, rows in
+                  ((fold, np.flatnonzero((fold_of == fold) & verified & usable)) for fold in sorted(initial))}
     table_path = work/'iterations.csv'
     rows = [r for r in (pd.read_csv(table_path).to_dict('records') if table_path.exists() else []) if r['iteration'] <= iterations]
     done = {(r['iteration'], r['fold']) for r in rows}
@@ -176,7 +214,8 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
         save_csv(table_path, pd.DataFrame(rows))
     ever_accepted, audits = np.zeros(len(folds), bool), []
     for iteration in range(1, iterations + 1):
-        decisions = _decide(work, iteration, checkpoints[iteration - 1], specs, candidates, preset, classes, rule, seed, device)
+        decisions = _decide(work, iteration, checkpoints[iteration - 1], specs, candidates, preset, classes, rule, seed, device,
+                            validation, target_precision)
         accepted = np.zeros(len(folds), bool)
         accepted[decisions.row[decisions.accepted.astype(bool)].to_numpy(int)] = True
         if cumulative: accepted |= ever_accepted
