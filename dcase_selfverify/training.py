@@ -26,6 +26,7 @@ from fastai.learner import AvgSmoothLoss, Learner, Recorder
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import AccumMetric, accuracy
 from fastai.optimizer import Adam, Optimizer
+from fastai.torch_core import find_bs
 from fastcore.foundation import L
 from .core import Preset, atomic_write, default_device, get_preset, map_at_3, save_csv
 from .model import build_model, cut_excerpts, model_state, predict, read_checkpoint, unwrap
@@ -123,9 +124,10 @@ def mixed_target_cross_entropy(logits:torch.Tensor, # (batch, classes)
 class DeviceMixUp(MixUp):
     "fastai's `MixUp` (the same draws on the CPU, the same mixing), its two small tensors copied to the device without a wait."
     def before_batch(self):
-        lam = to_device_async(self.distrib.sample((self.y.size(0),)).squeeze(), self.x.device)
+        batch_size, device = self.yb[0].size(0), self.xb[0].device   # fastai's `self.y` is a tuple when there are several targets
+        lam = to_device_async(self.distrib.sample((batch_size,)).squeeze(), device)
         self.lam = torch.stack([lam, 1 - lam], 1).max(1)[0]
-        shuffle = to_device_async(torch.randperm(self.y.size(0)), self.x.device)
+        shuffle = to_device_async(torch.randperm(batch_size), device)
         xb1, self.yb1 = tuple(x[shuffle] for x in self.xb), tuple(target[shuffle] for target in self.yb)
         self.learn.xb = tuple(torch.lerp(first, x, self.lam.view(-1, *([1] * (x.dim() - 1)))) for first, x in zip(xb1, self.xb))
         if not self.stack_y:
@@ -134,12 +136,12 @@ class DeviceMixUp(MixUp):
 class ReversalMixUp(MixUp):
     "Mixup as in the authors' code: each sample mixed with the reversed batch, λ ~ Beta(α, α) per sample."
     def before_batch(self):
-        batch_size = self.y.size(0)
-        self.lam = to_device_async(self.distrib.sample((batch_size,)).squeeze(-1), self.x.device)
-        reverse = torch.arange(batch_size - 1, -1, -1, device=self.x.device)
+        x, batch_size = self.xb[0], self.yb[0].size(0)
+        self.lam = to_device_async(self.distrib.sample((batch_size,)).squeeze(-1), x.device)
+        reverse = torch.arange(batch_size - 1, -1, -1, device=x.device)
         self.yb1 = tuple(target[reverse] for target in self.yb)   # every target: the class, and the verified flags when given
-        weight = self.lam.view(-1, *([1] * (self.x.dim() - 1)))
-        self.learn.xb = (torch.lerp(self.x[reverse], self.x, weight),)
+        weight = self.lam.view(-1, *([1] * (x.dim() - 1)))
+        self.learn.xb = (torch.lerp(x[reverse], x, weight),)
 
 # %% ../nbs/04_training.ipynb #613a75a7
 def paper_schedule(lr:float,            # the constant learning rate
@@ -324,9 +326,10 @@ class FoldCheckpoint(Callback):
     def after_batch(self):
         "Sum the batch's loss on the device, in float64 as the Python sum of `loss.item() * batch` it replaces."
         if not self.training: return
-        weighted = self.loss.detach().double() * len(self.y)
+        batch_size = find_bs(self.yb)
+        weighted = self.loss.detach().double() * batch_size
         self.loss_sum = weighted if self.loss_sum is None else self.loss_sum + weighted
-        self.loss_count += len(self.y)
+        self.loss_count += batch_size
 
     def after_epoch(self):
         if self.epoch < self.start_epoch or not self.is_main: return
@@ -359,22 +362,19 @@ def fit_resumable(learn:Learner,            # the fold's learner
     if learn.opt is None: learn.create_opt()
     start_epoch, best_loss, history = 0, math.inf, []
     if resume and (folder/'last.pth').exists():
-        state = torch.load(folder/'last.pth', map_location='cpu', weights_only=False)
-        _unwrap(learn.model).load_state_dict(state['model'])
-        learn.opt.load_state_dict(state['opt'])
+        state = read_checkpoint(folder/'last.pth')
+        unwrap(learn.model).load_state_dict(model_state(state))
+        load_optimizer_state(learn.opt, state['opt'])
         start_epoch, best_loss, history = state['epoch'] + 1, state['best_loss'], state['history']
     if start_epoch < epochs:
         checkpoint = FoldCheckpoint(folder, start_epoch, best_loss, history, is_main)
         if schedule == 'paper': cbs = [paper_schedule(lr, epochs, constant_epochs), checkpoint]
         elif schedule == 'one_cycle': cbs = [checkpoint]
         else: raise ValueError(f"schedule must be 'paper' or 'one_cycle', not {schedule!r}")
-        quiet = contextlib.ExitStack()
-        if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
-        with quiet:
+        with (contextlib.nullcontext() if progress else quiet(learn)):
             if schedule == 'one_cycle': learn.fit_one_cycle(epochs, lr, cbs=cbs, start_epoch=start_epoch)
             else: learn.fit(epochs, lr, cbs=cbs, start_epoch=start_epoch)
-    best = torch.load(folder/'best.pth', map_location='cpu', weights_only=False)
-    _unwrap(learn.model).load_state_dict(best['model'])
+    unwrap(learn.model).load_state_dict(model_state(folder/'best.pth'))
     return pd.read_csv(folder/'history.csv')
 
 # %% ../nbs/04_training.ipynb #5f7714d9
