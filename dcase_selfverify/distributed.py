@@ -7,6 +7,8 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/distributed.html.md"""
 # %% ../nbs/04a_distributed.ipynb #6bb9e100
 from __future__ import annotations
 import contextlib, math, os, warnings
+from typing import Callable, Sequence
+warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  # raised inside fastai's imports on torch>=2.10
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -15,11 +17,12 @@ import torch.distributed as dist
 from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedDL, DistributedTrainer
 from torch.nn.parallel import DistributedDataParallel
+from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import maybe_gather, num_distrib, rank_distrib
 from fastcore.script import CliError, call_parse
 from .core import FSD_CLASSES, Preset, get_preset
-from .training import EpochSeed, ExcerptDataLoader, FoldData, fit_resumable, fold_data, make_learner
+from .training import EpochSeed, ExcerptDataLoader, FoldData, fit_resumable, fold_data, make_learner, scaled_constant_epochs
 
 # %% auto #0
 __all__ = ['ExcerptDistributedDL', 'ExcerptDistributedTrainer', 'excerpt_distrib_ctx', 'init_distributed',
@@ -42,6 +45,9 @@ class ExcerptDistributedDL(DistributedDL):
     def epoch(self): return self.dl.epoch
     @epoch.setter
     def epoch(self, value): self.dl.epoch = value
+
+    @property
+    def n_inp(self): return self.dl.n_inp   # (x, y, verified) batches have one input, like the wrapped loader's
 
     @property
     def global_bs(self): return self.dl.bs * self.world_size
@@ -162,18 +168,19 @@ def train_fold_distributed(data:FoldData,           # from `training.fold_data`
                            sync_bn:bool|None=None,  # SyncBatchNorm; None: on for CUDA, off for CPU
                            device:str|None=None,    # default: this rank's GPU, or the CPU
                            model:torch.nn.Module|None=None, # start from this model instead of a new one
+                           loss_func:Callable|None=None,    # default: cross-entropy; one taking `verified` gets the flags
+                           cbs:Sequence[Callback]|None=None, # extra callbacks
                           )->Learner:               # learner holding the best model; `learn.history` has the epochs
     "Train (or resume) one fold on every rank of a torchrun/accelerate job; rank 0 writes the checkpoints."
     preset = get_preset(preset)
     rank, world_size, local_device = init_distributed()
     if preset.batch_size % world_size: raise ValueError(f"Batch size {preset.batch_size} is not divisible by {world_size} ranks")
     epochs = epochs or preset.epochs
-    constant = round(preset.constant_epochs * epochs / preset.epochs)
     learn = make_learner(data, preset.replace(batch_size=preset.batch_size // world_size), device or local_device, mixup, seed,
-                         compile=compile, model=model)
+                         compile=compile, model=model, loss_func=loss_func, cbs=cbs)
     learn.dls.train.drop_last = learn.dls.train.n > preset.batch_size   # the single-device rule, on the global batch
     with excerpt_distrib_ctx(learn, sync_bn):
-        learn.history = fit_resumable(learn, folder, epochs, preset.lr, constant, schedule,
+        learn.history = fit_resumable(learn, folder, epochs, preset.lr, scaled_constant_epochs(preset, epochs), schedule,
                                       progress=progress and rank == 0, is_main=rank == 0)
     return learn
 
@@ -185,7 +192,8 @@ def _load_specs(path:str|Path)->torch.Tensor:
         warnings.simplefilter('ignore', UserWarning)   # read-only memory map: never written to
         return torch.from_numpy(array)
 
-def _classes_of(labels:pd.Series, classes:str|None)->list[str]:
+def _class_names(labels:pd.Series, classes:str|None)->list[str]:
+    "The class names given on the command line, else the 41 FSDKaggle2018 classes when they cover `labels`, else the sorted labels."
     if classes: return [c.strip() for c in classes.split(',')]
     found = set(labels)
     return list(FSD_CLASSES) if found <= set(FSD_CLASSES) else sorted(found)
@@ -213,7 +221,7 @@ def main(specs:str=None,          # `.npy` spectrograms (clips, bins, frames), r
     spectrograms = _load_specs(specs)
     if len(table) != len(spectrograms): raise CliError(f"{folds} has {len(table)} rows but {specs} holds {len(spectrograms)} spectrograms")
     chosen = get_preset(preset, **({'batch_size': batch_size} if batch_size else {}))
-    data = fold_data(spectrograms, table, fold, _classes_of(table.label, classes))
+    data = fold_data(spectrograms, table, fold, _class_names(table.label, classes))
     sync = {'auto': None, 'on': True, 'off': False}[sync_bn]
     try:
         train_fold_distributed(data, chosen, out, epochs, schedule, None if mixup == 'none' else mixup, seed,

@@ -6,43 +6,47 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/training.html.md"""
 
 # %% ../nbs/04_training.ipynb #221c3cac
 from __future__ import annotations
-import contextlib, dataclasses, math, warnings
+import contextlib, dataclasses, gc, inspect, math, warnings
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  # raised inside fastai's imports on torch>=2.10
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.mixup import MixUp
+from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import ParamScheduler, SchedLin, SchedNo, combine_scheds
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
-from fastai.learner import Learner
+from fastai.learner import AvgSmoothLoss, Learner, Recorder
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import AccumMetric, accuracy
-from fastai.optimizer import Adam
+from fastai.optimizer import Adam, Optimizer
+from fastai.torch_core import find_bs
+from fastcore.foundation import L
 from .core import Preset, atomic_write, default_device, get_preset, map_at_3, save_csv
-from .model import build_model
+from .model import build_model, cut_excerpts, model_state, predict, read_checkpoint, unwrap
 
 # %% auto #0
-__all__ = ['AuthorsAdam', 'map3', 'cut_excerpts', 'ExcerptDataLoader', 'mixed_target_cross_entropy', 'ReversalMixUp',
-           'paper_schedule', 'EpochSeed', 'FoldData', 'make_dataloaders', 'make_learner', 'save_checkpoint',
-           'FoldCheckpoint', 'fit_resumable', 'fold_data', 'train_fold', 'predict_clips']
+__all__ = ['AuthorsAdam', 'map3', 'to_device_async', 'ExcerptDataLoader', 'mixed_target_cross_entropy', 'DeviceMixUp',
+           'ReversalMixUp', 'paper_schedule', 'EpochSeed', 'DeviceSmoothLoss', 'DeviceRecorder',
+           'SparseProgressCallback', 'quiet', 'FoldData', 'make_dataloaders', 'takes_verified', 'make_learner',
+           'release_learner', 'save_checkpoint', 'optimizer_state', 'load_optimizer_state', 'FoldCheckpoint',
+           'fit_resumable', 'fold_data', 'scaled_constant_epochs', 'train_fold']
 
 # %% ../nbs/04_training.ipynb #070bc60e
-def cut_excerpts(specs:torch.Tensor,   # (clips, bins, frames) spectrograms
-                 clips:torch.Tensor,    # (n,) which clip each excerpt comes from
-                 starts:torch.Tensor,   # (n,) first frame of each excerpt
-                 excerpt_frames:int,    # excerpt length
-                )->torch.Tensor:        # (n, bins, excerpt_frames), on the device of `specs`
-    "Cut excerpts from a tensor of spectrograms with one indexing operation."
-    device = specs.device
-    frames = starts.to(device)[:, None] + torch.arange(excerpt_frames, device=device)[None, :]
-    return specs[clips.to(device)[:, None, None], torch.arange(specs.shape[-2], device=device)[None, :, None], frames[:, None, :]]
+def to_device_async(tensor:torch.Tensor,      # a small CPU tensor: clip indices, excerpt starts, mixup weights
+                    device:torch.device|str,   # where it is needed
+                   )->torch.Tensor:            # the tensor on `device` (itself when it is there already)
+    "Copy a tensor to `device`; from the CPU to CUDA through pinned memory without making the host wait for the device."
+    device = torch.device(device)
+    if tensor.device.type == device.type and device.index in (None, tensor.device.index): return tensor
+    if device.type == 'cuda' and tensor.device.type == 'cpu': return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 def _epoch_generator(seed:int, epoch:int)->torch.Generator:
     "A CPU generator whose state depends only on `seed` and `epoch`."
@@ -50,6 +54,7 @@ def _epoch_generator(seed:int, epoch:int)->torch.Generator:
 
 class ExcerptDataLoader(DataLoader):
     "fastai `DataLoader` of (spectrogram, class) batches cut directly from one `(clips, bins, frames)` tensor."
+    n_inp = 1   # the network takes the first element of a batch; the rest are targets
     def __init__(self, specs:torch.Tensor,         # (clips, bins, frames) spectrograms, any float dtype, any device
                  targets:torch.Tensor,              # (clips,) class indices
                  indices:Sequence[int],             # which clips this loader serves
@@ -60,8 +65,10 @@ class ExcerptDataLoader(DataLoader):
                  seed:int=0,                        # seed of the order and excerpt positions
                  channels_last:bool=False,          # hand batches over in channels_last memory format
                  vocab:Sequence[str]|None=None,     # class names (fastai's interpretation tools read them)
+                 verified:torch.Tensor|None=None,   # (clips,) whether each label was verified; given: batches are (x, y, verified)
                  **kwargs):
         self.specs, self.targets = specs, torch.as_tensor(targets, dtype=torch.long).to(specs.device)
+        self.verified = None if verified is None else torch.as_tensor(verified, dtype=torch.bool).to(specs.device)
         self.clip_indices = torch.from_numpy(np.array(indices, dtype=np.int64))
         self.excerpt_frames, self.seed, self.epoch, self.channels_last = excerpt_frames, seed, 0, channels_last
         self.vocab = list(vocab) if vocab is not None else None
@@ -73,7 +80,7 @@ class ExcerptDataLoader(DataLoader):
         "A copy sharing the tensors (fastai calls this, e.g. for `get_preds`)."
         settings = dict(specs=self.specs, targets=self.targets, indices=self.clip_indices, excerpt_frames=self.excerpt_frames,
                         bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, seed=self.seed,
-                        channels_last=self.channels_last, vocab=self.vocab, device=self.device)
+                        channels_last=self.channels_last, vocab=self.vocab, verified=self.verified, device=self.device)
         settings.update({k: v for k, v in kwargs.items() if k in settings})
         return type(self)(**settings)
 
@@ -95,14 +102,16 @@ class ExcerptDataLoader(DataLoader):
         "First frames of the next `count` excerpts, from the epoch's generator."
         return torch.randint(0, self.specs.shape[-1] - self.excerpt_frames + 1, (count,), generator=self.generator)
 
-    def cut(self, clips:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
-        "The batch `(x, y)` of `clips`: x is `(batch, 1, bins, frames)` float32."
-        clips = clips.to(self.specs.device)
+    def cut(self, clips:torch.Tensor)->tuple[torch.Tensor, ...]:
+        "The batch `(x, y)` (or `(x, y, verified)`) of `clips`: x is `(batch, 1, bins, frames)` float32."
+        device = self.specs.device
+        clips = to_device_async(clips, device)
         if self.excerpt_frames is None: x = self.specs[clips]
-        else: x = cut_excerpts(self.specs, clips, self.draw_starts(len(clips)), self.excerpt_frames)
+        else: x = cut_excerpts(self.specs, clips, to_device_async(self.draw_starts(len(clips)), device), self.excerpt_frames)
         x = x.unsqueeze(1).float()
         if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.targets[clips]
+        if self.verified is None: return x, self.targets[clips]
+        return x, self.targets[clips], self.verified[clips]
 
 # %% ../nbs/04_training.ipynb #32339d42
 def mixed_target_cross_entropy(logits:torch.Tensor, # (batch, classes)
@@ -112,15 +121,27 @@ def mixed_target_cross_entropy(logits:torch.Tensor, # (batch, classes)
     return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 # %% ../nbs/04_training.ipynb #d5e53b89
+class DeviceMixUp(MixUp):
+    "fastai's `MixUp` (the same draws on the CPU, the same mixing), its two small tensors copied to the device without a wait."
+    def before_batch(self):
+        batch_size, device = self.yb[0].size(0), self.xb[0].device   # fastai's `self.y` is a tuple when there are several targets
+        lam = to_device_async(self.distrib.sample((batch_size,)).squeeze(), device)
+        self.lam = torch.stack([lam, 1 - lam], 1).max(1)[0]
+        shuffle = to_device_async(torch.randperm(batch_size), device)
+        xb1, self.yb1 = tuple(x[shuffle] for x in self.xb), tuple(target[shuffle] for target in self.yb)
+        self.learn.xb = tuple(torch.lerp(first, x, self.lam.view(-1, *([1] * (x.dim() - 1)))) for first, x in zip(xb1, self.xb))
+        if not self.stack_y:
+            self.learn.yb = tuple(torch.lerp(first, y, self.lam.view(-1, *([1] * (y.dim() - 1)))) for first, y in zip(self.yb1, self.yb))
+
 class ReversalMixUp(MixUp):
     "Mixup as in the authors' code: each sample mixed with the reversed batch, λ ~ Beta(α, α) per sample."
     def before_batch(self):
-        batch_size = self.y.size(0)
-        self.lam = self.distrib.sample((batch_size,)).squeeze(-1).to(self.x.device)
-        reverse = torch.arange(batch_size - 1, -1, -1, device=self.x.device)
-        self.yb1 = (self.y[reverse],)
-        weight = self.lam.view(-1, *([1] * (self.x.dim() - 1)))
-        self.learn.xb = (torch.lerp(self.x[reverse], self.x, weight),)
+        x, batch_size = self.xb[0], self.yb[0].size(0)
+        self.lam = to_device_async(self.distrib.sample((batch_size,)).squeeze(-1), x.device)
+        reverse = torch.arange(batch_size - 1, -1, -1, device=x.device)
+        self.yb1 = tuple(target[reverse] for target in self.yb)   # every target: the class, and the verified flags when given
+        weight = self.lam.view(-1, *([1] * (x.dim() - 1)))
+        self.learn.xb = (torch.lerp(x[reverse], x, weight),)
 
 # %% ../nbs/04_training.ipynb #613a75a7
 def paper_schedule(lr:float,            # the constant learning rate
@@ -148,36 +169,95 @@ class EpochSeed(Callback):
         for loader in self.dls.loaders:
             if hasattr(loader, 'epoch'): loader.epoch = self.epoch
 
+# %% ../nbs/04_training.ipynb #39c23339
+class DeviceSmoothLoss(AvgSmoothLoss):
+    "fastai's smoothed training loss, accumulated on the loss's own device (fastai's copies it to the CPU every batch)."
+    def accumulate(self, learn):
+        self.count += 1
+        loss = learn.loss.detach().mean()
+        start = self.val if self.val.device == loss.device else torch.zeros_like(loss)
+        self.val = torch.lerp(loss, start, self.beta)
+
+class DeviceRecorder(Recorder):
+    "fastai's `Recorder` with the smoothed loss kept on the device: its per-batch values are read once, at the end of the epoch's training."
+    def __init__(self, add_time:bool=True, train_metrics:bool=False, valid_metrics:bool=True, beta:float=0.98):
+        super().__init__(add_time, train_metrics, valid_metrics, beta)
+        self.smooth_loss = DeviceSmoothLoss(beta=beta)
+    @property
+    def name(self): return 'recorder'   # fastai and its callbacks find it as `learn.recorder`
+    def before_fit(self): super().before_fit(); self.on_device_from = 0
+    def _losses_to_host(self):
+        "Replace this epoch's device values in `losses` by CPU scalars, with one copy."
+        if len(self.losses) > self.on_device_from:
+            self.losses[self.on_device_from:] = list(torch.stack(self.losses[self.on_device_from:]).cpu().unbind(0))
+        self.on_device_from = len(self.losses)
+    def after_train(self): self._losses_to_host(); super().after_train()
+    def after_fit(self): self._losses_to_host()
+
+class SparseProgressCallback(ProgressCallback):
+    "fastai's progress bars; the bar moves every batch, its loss comment is read from the device only every `every` batches."
+    def __init__(self, every:int=20): self.every = every
+    @property
+    def name(self): return 'progress'   # `learn.progress`, as fastai's `no_bar` expects
+    def after_batch(self):
+        self.pbar.update(self.iter + 1)
+        if (self.iter + 1) % self.every == 0 and hasattr(self, 'smooth_loss'): self.pbar.comment = f'{self.smooth_loss.item():.4f}'
+
+@contextlib.contextmanager
+def quiet(learn:Learner): # a learner
+    "No progress bars or printed log inside the block; the learner's own progress callback comes back afterwards."
+    bars = [cb for cb in learn.cbs if isinstance(cb, ProgressCallback)]
+    learn.remove_cbs(bars)
+    try:
+        with learn.no_logging(): yield learn
+    finally: learn.add_cbs(bars)
+
 # %% ../nbs/04_training.ipynb #a09f5984
 @dataclasses.dataclass
 class FoldData:
     "The spectrograms of a data set and which clips one fold trains and validates on."
-    specs:torch.Tensor            # (clips, bins, frames) float16
+    specs:torch.Tensor            # (clips, bins, frames) float16; on the training device, it is never copied
     targets:torch.Tensor          # (clips,) class index of the given label
     train_idx:np.ndarray          # clips trained on
     valid_idx:np.ndarray          # verified clips of the validation fold (model selection)
     classes:tuple                 # class names
+    verified:np.ndarray|None=None # (clips,) bool: the label was manually verified (None: unknown)
 
 def make_dataloaders(data:FoldData,         # spectrograms and the fold's split
                      preset:Preset,         # excerpt length and batch size
                      device:str|None=None,  # 'cuda' or 'cpu'; default: CUDA when present
                      seed:int=0,            # seed of order and excerpts
                      valid_bs:int|None=None, # batch size of whole-clip validation
+                     verified_flags:bool=False, # training batches are (x, y, verified) (needs `data.verified`)
                     )->DataLoaders:
     "Training loader of random excerpts and validation loader of whole clips, on `device`."
     device = device or default_device()
     on_gpu = str(device).startswith('cuda')
-    specs = data.specs.to(device, non_blocking=True) if on_gpu else data.specs
+    specs = data.specs.to(device, non_blocking=True) if on_gpu else data.specs   # no copy when already there
     targets = data.targets.to(specs.device)
+    if verified_flags and data.verified is None: raise ValueError("verified_flags needs FoldData.verified (fold_data fills it)")
+    verified = torch.from_numpy(np.asarray(data.verified, bool)) if verified_flags else None
     epoch_size = preset.epoch_size or len(data.train_idx)
     train_idx = np.resize(np.asarray(data.train_idx), epoch_size) if epoch_size != len(data.train_idx) else data.train_idx
     train = ExcerptDataLoader(specs, targets, train_idx, preset.excerpt_frames, bs=preset.batch_size, shuffle=True,
-                              drop_last=len(train_idx) > preset.batch_size, seed=seed, channels_last=on_gpu, vocab=data.classes, device=device)
+                              drop_last=len(train_idx) > preset.batch_size, seed=seed, channels_last=on_gpu, vocab=data.classes,
+                              verified=verified, device=device)
     valid = ExcerptDataLoader(specs, targets, data.valid_idx, None, bs=valid_bs or max(1, preset.batch_size // 4),
                               seed=seed, channels_last=on_gpu, vocab=data.classes, device=device)
     return DataLoaders(train, valid, device=device)
 
 # %% ../nbs/04_training.ipynb #8c18f57f
+def takes_verified(loss_func:Callable, # a loss function or loss object
+                  )->bool:             # True when it has a parameter called `verified`
+    "Whether `loss_func` is called as `(logits, y, verified)`."
+    target = loss_func.forward if isinstance(loss_func, torch.nn.Module) else loss_func
+    try: return 'verified' in inspect.signature(target).parameters
+    except (TypeError, ValueError): return False
+
+def _mixup_callback(mixup:str, alpha:float)->MixUp:
+    if mixup not in ('fastai', 'authors'): raise ValueError(f"mixup must be 'fastai', 'authors' or None, not {mixup!r}")
+    return DeviceMixUp(alpha) if mixup == 'fastai' else ReversalMixUp(alpha)
+
 def make_learner(data:FoldData,            # spectrograms and split
                  preset:Preset|str,        # which network and hyper-parameters
                  device:str|None=None,     # default: CUDA when present
@@ -186,34 +266,53 @@ def make_learner(data:FoldData,            # spectrograms and split
                  fast:bool|None=None,      # bf16 autocast + channels_last; default: on for CUDA
                  compile:bool=False,       # wrap the model in torch.compile (GPU)
                  model:torch.nn.Module|None=None, # start from this model instead of a new one
+                 loss_func:Callable|None=None,    # `(logits, y)` or `(logits, y, verified)`; default: cross-entropy
+                 cbs:Sequence[Callback]|None=None, # extra callbacks
+                 verified_flags:bool|None=None,   # training batches carry the verified flags; None: when `loss_func` takes them
+                 progress_every:int=20,           # batches between two readings of the loss for the progress bar
                 )->Learner:
     "A fastai `Learner` for one fold: VGG-GAP network, Adam, cross-entropy, accuracy and MAP@3."
     preset, device = get_preset(preset), device or default_device()
     fast = str(device).startswith('cuda') if fast is None else fast
+    loss_func = CrossEntropyLossFlat() if loss_func is None else loss_func
+    verified_flags = takes_verified(loss_func) if verified_flags is None else verified_flags
     torch.manual_seed(seed)
-    dls = make_dataloaders(data, preset, device, seed)
-    net = model if model is not None else build_model(preset, len(data.classes))
-    net = net.to(device)
+    dls = make_dataloaders(data, preset, device, seed, verified_flags=verified_flags)
+    net = (model if model is not None else build_model(preset, len(data.classes))).to(device)
     if fast: net = net.to(memory_format=torch.channels_last)
-    cbs = [EpochSeed(seed)]
-    if mixup and preset.mixup_alpha > 0:
-        if mixup not in ('fastai', 'authors'): raise ValueError(f"mixup must be 'fastai', 'authors' or None, not {mixup!r}")
-        cbs.append(MixUp(preset.mixup_alpha) if mixup == 'fastai' else ReversalMixUp(preset.mixup_alpha))
-    learn = Learner(dls, net, loss_func=CrossEntropyLossFlat(), opt_func=AuthorsAdam, lr=preset.lr,
-                    metrics=[accuracy, map3], cbs=cbs)
+    loop = [TrainEvalCallback(), DeviceRecorder(), SparseProgressCallback(progress_every), EpochSeed(seed)]
+    if mixup and preset.mixup_alpha > 0: loop.append(_mixup_callback(mixup, preset.mixup_alpha))
+    learn = Learner(dls, net, loss_func=loss_func, opt_func=AuthorsAdam, lr=preset.lr, metrics=[accuracy, map3],
+                    cbs=loop + list(cbs or []), default_cbs=False)
     if fast and str(device).startswith('cuda'): learn.add_cb(MixedPrecision(amp_mode=AMPMode.BF16))   # fastai's autocast is CUDA-only
     if compile: learn.model = torch.compile(learn.model)
     return learn
 
-# %% ../nbs/04_training.ipynb #95a6b1da
-def _unwrap(model:torch.nn.Module)->torch.nn.Module:
-    "The plain module inside `torch.compile` / DistributedDataParallel wrappers."
-    model = getattr(model, '_orig_mod', model)
-    return getattr(model, 'module', model)
+def release_learner(learn:Learner): # a learner that is done with
+    "Free the model, optimizer, loaders and last batch of `learn` now (a `Learner` and its callbacks form a reference cycle)."
+    learn.remove_cbs(list(learn.cbs))
+    for name in ('dls', 'model', 'opt', 'loss_func', 'dl', 'xb', 'yb', 'pred', 'loss', 'loss_grad', 'smooth_loss', 'final_record'):
+        if name in vars(learn): setattr(learn, name, None)
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
 
+# %% ../nbs/04_training.ipynb #95a6b1da
 def save_checkpoint(path:str|Path, obj:dict):
     "`torch.save` into `path` atomically."
     with atomic_write(path) as f: torch.save(obj, f)
+
+def optimizer_state(opt:Optimizer)->dict:
+    "fastai's optimizer state as plain lists and dicts (fastai keeps its hyper-parameters in a fastcore `L`), readable with `weights_only=True`."
+    state = opt.state_dict()
+    return {'state': [dict(s) for s in state['state']], 'hypers': [dict(h) for h in state['hypers']]}
+
+def load_optimizer_state(opt:Optimizer, # a fastai optimizer over the same parameters
+                         state:dict,    # from `optimizer_state`
+                        ):
+    "Restore `optimizer_state` into `opt`, each moment on its parameter's device."
+    params = opt.all_params().itemgot(0)
+    moments = [{k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in s.items()} for p, s in zip(params, state['state'])]
+    opt.load_state_dict({'state': moments, 'hypers': L(dict(h) for h in state['hypers'])})
 
 class FoldCheckpoint(Callback):
     "Atomically save the last and the best model (lowest validation loss) after every epoch."
@@ -222,22 +321,27 @@ class FoldCheckpoint(Callback):
         self.folder, self.start_epoch, self.best_loss = Path(folder), start_epoch, best_loss
         self.history, self.is_main = list(history or []), is_main
 
-    def before_epoch(self): self.loss_sum, self.loss_count = 0.0, 0
+    def before_epoch(self): self.loss_sum, self.loss_count = None, 0
 
     def after_batch(self):
-        if self.training: self.loss_sum, self.loss_count = self.loss_sum + self.loss.detach().item() * len(self.y), self.loss_count + len(self.y)
+        "Sum the batch's loss on the device, in float64 as the Python sum of `loss.item() * batch` it replaces."
+        if not self.training: return
+        batch_size = find_bs(self.yb)
+        weighted = self.loss.detach().double() * batch_size
+        self.loss_sum = weighted if self.loss_sum is None else self.loss_sum + weighted
+        self.loss_count += batch_size
 
     def after_epoch(self):
         if self.epoch < self.start_epoch or not self.is_main: return
         names, values = self.recorder.metric_names[1:-1], self.recorder.log[1:len(self.recorder.metric_names) - 1]
         row = {'epoch': self.epoch, **{n: float(v) for n, v in zip(names, values)}, 'lr': float(self.opt.hypers[0]['lr'])}
-        row['train_loss'] = self.loss_sum / max(self.loss_count, 1)   # epoch mean, not fastai's running average
+        row['train_loss'] = (0.0 if self.loss_sum is None else float(self.loss_sum)) / max(self.loss_count, 1)   # epoch mean
         self.history.append(row)
-        weights = _unwrap(self.model).state_dict()
+        weights = model_state(self.model)
         if row['valid_loss'] < self.best_loss:
             self.best_loss = row['valid_loss']
             save_checkpoint(self.folder/'best.pth', {'model': weights, 'epoch': self.epoch, 'valid_loss': self.best_loss})
-        save_checkpoint(self.folder/'last.pth', {'model': weights, 'opt': self.opt.state_dict(), 'epoch': self.epoch,
+        save_checkpoint(self.folder/'last.pth', {'model': weights, 'opt': optimizer_state(self.opt), 'epoch': self.epoch,
                                                  'best_loss': self.best_loss, 'history': self.history})
         save_csv(self.folder/'history.csv', pd.DataFrame(self.history))
 
@@ -258,22 +362,19 @@ def fit_resumable(learn:Learner,            # the fold's learner
     if learn.opt is None: learn.create_opt()
     start_epoch, best_loss, history = 0, math.inf, []
     if resume and (folder/'last.pth').exists():
-        state = torch.load(folder/'last.pth', map_location='cpu', weights_only=False)
-        _unwrap(learn.model).load_state_dict(state['model'])
-        learn.opt.load_state_dict(state['opt'])
+        state = read_checkpoint(folder/'last.pth')
+        unwrap(learn.model).load_state_dict(model_state(state))
+        load_optimizer_state(learn.opt, state['opt'])
         start_epoch, best_loss, history = state['epoch'] + 1, state['best_loss'], state['history']
     if start_epoch < epochs:
         checkpoint = FoldCheckpoint(folder, start_epoch, best_loss, history, is_main)
         if schedule == 'paper': cbs = [paper_schedule(lr, epochs, constant_epochs), checkpoint]
         elif schedule == 'one_cycle': cbs = [checkpoint]
         else: raise ValueError(f"schedule must be 'paper' or 'one_cycle', not {schedule!r}")
-        quiet = contextlib.ExitStack()
-        if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
-        with quiet:
+        with (contextlib.nullcontext() if progress else quiet(learn)):
             if schedule == 'one_cycle': learn.fit_one_cycle(epochs, lr, cbs=cbs, start_epoch=start_epoch)
             else: learn.fit(epochs, lr, cbs=cbs, start_epoch=start_epoch)
-    best = torch.load(folder/'best.pth', map_location='cpu', weights_only=False)
-    _unwrap(learn.model).load_state_dict(best['model'])
+    unwrap(learn.model).load_state_dict(model_state(folder/'best.pth'))
     return pd.read_csv(folder/'history.csv')
 
 # %% ../nbs/04_training.ipynb #5f7714d9
@@ -286,12 +387,20 @@ def fold_data(specs:torch.Tensor,        # (clips, bins, frames) spectrograms of
     "Split the rows of `folds` into this fold's training clips and verified validation clips."
     class_index = {name: i for i, name in enumerate(classes)}
     targets = torch.from_numpy(np.array(folds.label.map(class_index), dtype=np.int64))
-    in_fold = folds.fold.to_numpy() == fold
+    in_fold, verified = folds.fold.to_numpy() == fold, folds.manually_verified.to_numpy(bool)
     usable = np.ones(len(folds), bool) if train_mask is None else np.asarray(train_mask, bool)
     train_idx = np.flatnonzero(~in_fold & usable)
-    valid_idx = np.flatnonzero(in_fold & folds.manually_verified.to_numpy(bool))
+    valid_idx = np.flatnonzero(in_fold & verified)
     if len(valid_idx) == 0: raise ValueError(f"Fold {fold} has no verified validation clips to select models on")
-    return FoldData(specs, targets, train_idx, valid_idx, tuple(classes))
+    return FoldData(specs, targets, train_idx, valid_idx, tuple(classes), verified)
+
+def scaled_constant_epochs(preset:Preset|str, # the preset whose schedule is scaled
+                           epochs:int,        # the new number of epochs
+                          )->int:             # constant-learning-rate epochs for `epochs`
+    "The paper schedule's constant part for a run of `epochs`: the preset's share of its own epochs, rounded, at least one."
+    preset = get_preset(preset)
+    if preset.constant_epochs <= 0: return 0
+    return min(epochs, max(1, round(preset.constant_epochs * epochs / preset.epochs)))
 
 def train_fold(data:FoldData,             # from `fold_data`
                preset:Preset|str,         # network and hyper-parameters
@@ -303,30 +412,17 @@ def train_fold(data:FoldData,             # from `fold_data`
                seed:int=0,                # seed
                progress:bool=True,        # progress bars
                compile:bool=False,        # torch.compile on GPU
+               loss_func:Callable|None=None, # default: cross-entropy; one taking `verified` gets the flags
+               cbs:Sequence[Callback]|None=None, # extra callbacks
               )->Learner:                 # learner holding the best model; `learn.history` has the epochs
     "Train (or resume training) the initial model of one fold and keep the epoch with the lowest verified validation loss."
     preset = get_preset(preset)
     epochs = epochs or preset.epochs
-    constant = round(preset.constant_epochs * epochs / preset.epochs)
-    learn = make_learner(data, preset, device, mixup, seed, compile=compile)
-    learn.history = fit_resumable(learn, folder, epochs, preset.lr, constant, schedule, progress=progress)
+    learn = make_learner(data, preset, device, mixup, seed, compile=compile, loss_func=loss_func, cbs=cbs)
+    learn.history = fit_resumable(learn, folder, epochs, preset.lr, scaled_constant_epochs(preset, epochs), schedule, progress=progress)
     return learn
 
-# %% ../nbs/04_training.ipynb #0b274419
-@torch.no_grad()
-def predict_clips(model:torch.nn.Module,    # trained network
-                  specs:torch.Tensor,       # (clips, bins, frames)
-                  indices:Sequence[int]|None=None, # clips to predict (default: all)
-                  bs:int=16,                # clips per batch
-                  device:str|None=None,     # default: CUDA when present
-                 )->np.ndarray:             # (clips, classes) probabilities
-    "Softmax probabilities of whole clips."
-    device = device or default_device()
-    model = _unwrap(model).to(device).eval()
-    indices = np.arange(len(specs)) if indices is None else np.array(indices, dtype=np.int64)
-    autocast = torch.autocast('cuda', dtype=torch.bfloat16) if str(device).startswith('cuda') else contextlib.nullcontext()
-    outputs = []
-    for start in range(0, len(indices), bs):
-        x = specs[torch.as_tensor(indices[start:start + bs])].to(device).unsqueeze(1).float()
-        with autocast: outputs.append(torch.softmax(model(x).float(), dim=1).cpu())
-    return torch.cat(outputs).numpy() if outputs else np.zeros((0, _unwrap(model).n_classes), np.float32)
+# %% ../nbs/04_training.ipynb #d902dfff
+# TEMPORARY: removed by the lead after merge (selfverify, tagging and cli still import these names from training)
+_unwrap = unwrap
+def predict_clips(model, specs, indices=None, bs=16, device=None): return predict(model, specs, indices, batch_size=bs, device=device)

@@ -1,5 +1,5 @@
 "Training: a killed run resumes where it stopped and ends with the same weights as an uninterrupted one."
-import os, signal, subprocess, sys, textwrap, time
+import contextlib, gc, io, os, signal, subprocess, sys, textwrap, time, weakref
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -34,7 +34,8 @@ def _run(toy_data, out, epochs, **kwargs):
     return subprocess.Popen([sys.executable, str(toy_data/'train.py'), str(toy_data), str(out), str(epochs)], env=env, **kwargs)
 
 def _weights(path):
-    return torch.load(path, map_location='cpu', weights_only=False)['model']
+    from dcase_selfverify.model import read_checkpoint
+    return read_checkpoint(path)['model']          # weights_only=True: checkpoints hold tensors and plain containers only
 
 def test_kill_and_resume_matches_uninterrupted(toy_data, tmp_path):
     epochs = 5
@@ -87,6 +88,126 @@ def test_compiled_training_saves_plain_checkpoints(toy_data, tmp_path):
     learn = train_fold(fold_data(specs, folds, 0, ['a', 'b', 'c']), get_preset('tiny', epochs=1, batch_size=8, n_frames=400),
                        tmp_path, device='cpu', progress=False, compile=True)
     assert type(learn.model).__name__ == 'OptimizedModule'
-    state = torch.load(tmp_path/'best.pth', map_location='cpu', weights_only=False)['model']
+    state = _weights(tmp_path/'best.pth')
     build_model('tiny', 3).load_state_dict(state)                  # loads into an uncompiled network: no `_orig_mod.` prefixes
     assert np.isfinite(learn.history.valid_loss).all()
+
+
+HOST_READS = ('item', 'cpu', 'tolist', 'numpy', '__float__', '__format__')
+
+@contextlib.contextmanager
+def _counting_host_reads():
+    "Count calls of the tensor methods that copy values back to the host."
+    counts, originals = {name: 0 for name in HOST_READS}, {name: getattr(torch.Tensor, name) for name in HOST_READS}
+    def counting(name):
+        def wrapper(self, *args, **kwargs):
+            counts[name] += 1
+            return originals[name](self, *args, **kwargs)
+        return wrapper
+    for name in HOST_READS: setattr(torch.Tensor, name, counting(name))
+    try: yield counts
+    finally:
+        for name, method in originals.items(): setattr(torch.Tensor, name, method)
+
+def _small_data(n_clips=24, n_train=16, verified=None):
+    from dcase_selfverify.training import FoldData
+    specs = torch.randn(n_clips, 128, 200, generator=torch.Generator().manual_seed(0)).half()
+    return FoldData(specs, torch.arange(n_clips) % 3, np.arange(n_train), np.arange(n_train, n_clips), ('a', 'b', 'c'), verified)
+
+def test_no_host_reads_per_training_batch(tmp_path):
+    "Reads of tensors back to the host do not grow with the number of training batches (fastai's own loop: 4 per batch)."
+    from dcase_selfverify.core import get_preset
+    from dcase_selfverify.training import fit_resumable, make_learner
+    data = _small_data()
+    def reads(batches, resumable):
+        preset = get_preset('tiny', batch_size=4, epoch_size=4 * batches, n_frames=200, excerpt_frames=192)
+        learn = make_learner(data, preset, device='cpu')     # progress bar on, as in a normal run
+        with _counting_host_reads() as counts, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            if resumable: fit_resumable(learn, tmp_path/f'{batches}', 1, preset.lr, 1)
+            else: learn.fit(1)
+        return sum(counts.values())
+    for resumable in (False, True):           # plain fit, and with the paper schedule and FoldCheckpoint
+        few, many = reads(4, resumable), reads(24, resumable)
+        assert (many - few) / 20 <= 0.1, (resumable, few, many)
+
+def test_one_copy_of_the_spectrograms_and_released_learners(tmp_path):
+    "2 folds of initial training and 2 fine-tuning rounds on the same FoldData never copy the spectrogram tensor."
+    from dcase_selfverify.core import get_preset
+    from dcase_selfverify.training import fit_resumable, make_learner, release_learner, train_fold
+    data = _small_data()
+    specs, pointer = data.specs, data.specs.data_ptr()
+    copies, loaders = [], []
+    originals = {name: getattr(torch.Tensor, name) for name in ('to', 'clone', 'contiguous', 'float', 'half', 'cpu', 'pin_memory')}
+    def watching(name):
+        def wrapper(self, *args, **kwargs):
+            result = originals[name](self, *args, **kwargs)
+            if self.data_ptr() == pointer and self.numel() == specs.numel() and result.data_ptr() != pointer: copies.append(name)
+            return result
+        return wrapper
+    preset = get_preset('tiny', epochs=1, constant_epochs=1, batch_size=4, n_frames=200, excerpt_frames=192, finetune_epochs=1)
+    for name in originals: setattr(torch.Tensor, name, watching(name))
+    try:
+        refs = []
+        for fold in range(2):
+            learn = train_fold(data, preset, tmp_path/f'fold{fold}', device='cpu', progress=False, seed=fold)
+            loaders += [learn.dls.train.specs.data_ptr(), learn.dls.valid.specs.data_ptr()]
+            model = learn.model
+            for iteration in range(2):     # fine-tuning as self-verification does it: no mixup, same FoldData
+                tune = make_learner(data, preset, 'cpu', mixup=None, seed=iteration, model=model)
+                fit_resumable(tune, tmp_path/f'fold{fold}'/f'sv{iteration}', 1, preset.finetune_lr, 1, progress=False)
+                loaders += [tune.dls.train.specs.data_ptr(), tune.dls.valid.specs.data_ptr()]
+                refs.append(weakref.ref(tune))
+                release_learner(tune)
+                del tune
+            refs.append(weakref.ref(learn))
+            release_learner(learn)
+            del learn, model
+    finally:
+        for name, method in originals.items(): setattr(torch.Tensor, name, method)
+    assert copies == [] and set(loaders) == {pointer}
+    assert all(ref() is None for ref in refs)
+
+def test_released_learner_goes_without_a_collection():
+    "After release_learner, the last reference going frees the Learner and its model by reference counting alone."
+    from dcase_selfverify.core import get_preset
+    from dcase_selfverify.training import make_learner, quiet, release_learner
+    gc.collect()
+    gc.disable()
+    try:
+        learn = make_learner(_small_data(), get_preset('tiny', batch_size=4, n_frames=200, excerpt_frames=192), device='cpu')
+        with quiet(learn): learn.fit(1)
+        learner, model = weakref.ref(learn), weakref.ref(learn.model)
+        del learn
+        assert learner() is not None                      # fastai's reference cycle keeps it alive
+        release_learner(learner())
+        assert learner() is None and model() is None
+    finally: gc.enable()
+
+def test_custom_loss_gets_the_verified_flags(tmp_path):
+    "A loss with a `verified` parameter gets (logits, y, verified) in training, (logits, y) in validation; MixUp mixes both targets."
+    import torch.nn.functional as F
+    from dcase_selfverify.core import get_preset
+    from dcase_selfverify.training import train_fold
+    class RecordingLoss:
+        y_int, reduction = True, 'mean'
+        def __init__(self): self.calls = []
+        def __call__(self, logits, targets, verified=None):
+            self.calls.append((targets.clone(), None if verified is None else verified.clone(), self.reduction))
+            return F.cross_entropy(logits, targets, reduction=self.reduction)
+    data = _small_data(verified=np.arange(24) % 4 == 0)
+    for mixup in ('fastai', 'authors', None):
+        loss = RecordingLoss()
+        learn = train_fold(data, get_preset('tiny', epochs=1, batch_size=4, n_frames=200, excerpt_frames=192), tmp_path/str(mixup), device='cpu',
+                           progress=False, mixup=mixup, loss_func=loss)
+        training = [(y, v, r) for y, v, r in loss.calls if v is not None]
+        validation = [(y, v, r) for y, v, r in loss.calls if v is None]
+        per_batch = 1 if mixup is None else 2                    # MixUp calls the loss on the batch and on its partners
+        assert len(training) == per_batch * len(learn.dls.train) and len(validation) == len(learn.dls.valid)
+        assert all(r == ('mean' if mixup is None else 'none') for _, _, r in training)
+        flag_of = {int(c): bool(data.verified[c]) for c in data.train_idx}
+        for y, v, _ in training:                                 # each clip's class is clip % 3 and its flag clip % 4 == 0
+            assert v.dtype == torch.bool and len(v) == len(y)
+        own = training[1::per_batch] if mixup else training
+        assert sorted(torch.cat([v for _, v, _ in own]).tolist()) == sorted(flag_of.values())
+        if mixup == 'authors':
+            for (y1, v1, _), (y, v, _) in zip(training[0::2], training[1::2]): assert torch.equal(y1, y.flip(0)) and torch.equal(v1, v.flip(0))
