@@ -17,14 +17,10 @@ from .core import AudioDataset, Preset, UserError, default_device, find_dataset,
 from .preprocessing import extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
 from .model import load_model, predict
-from .training import fold_data, train_fold
 from .selfverify import CONTROL_RULES, RULES, self_verify
 from .noisy_labels import DEFAULT_STRATEGY, SELFVERIFY_SUFFIX, Strategy, strategy as get_strategy
 from .evaluation import ensemble_predict, evaluate_test, fill_failed, write_submission
-try: from dcase_selfverify.training import release_learner, scaled_constant_epochs
-except ImportError:   # TEMPORARY until training has them
-    release_learner = lambda learn: None
-    def scaled_constant_epochs(preset, epochs): return max(1, round(preset.constant_epochs * epochs / preset.epochs))
+from .training import fold_data, release_learner, scaled_constant_epochs, train_fold
 
 # %% auto #0
 __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings', 'adjust_presets', 'record_presets',

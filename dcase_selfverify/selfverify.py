@@ -14,9 +14,7 @@ import torch
 from .core import Preset, get_preset, map_at_3, save_array, save_csv, save_json
 from .model import load_model, predict
 from .noisy_labels import adaptive_thresholds, calibrate
-from .training import FoldData, fit_resumable, make_learner
-try: from dcase_selfverify.training import release_learner
-except ImportError: release_learner = lambda learn: None   # TEMPORARY until training has release_learner
+from .training import FoldData, fit_resumable, make_learner, release_learner
 
 # %% auto #0
 __all__ = ['RULES', 'CONTROL_RULES', 'candidate_table', 'judge_candidates', 'select_clips', 'adaptive_selection',

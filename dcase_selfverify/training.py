@@ -421,8 +421,3 @@ def train_fold(data:FoldData,             # from `fold_data`
     learn = make_learner(data, preset, device, mixup, seed, compile=compile, loss_func=loss_func, cbs=cbs)
     learn.history = fit_resumable(learn, folder, epochs, preset.lr, scaled_constant_epochs(preset, epochs), schedule, progress=progress)
     return learn
-
-# %% ../nbs/04_training.ipynb #d902dfff
-# TEMPORARY: removed by the lead after merge (selfverify, tagging and cli still import these names from training)
-_unwrap = unwrap
-def predict_clips(model, specs, indices=None, bs=16, device=None): return predict(model, specs, indices, batch_size=bs, device=device)
