@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from .core import FSD_CLASSES, map_at_3, normalize_label, save_csv, save_json
 
 # %% auto #0
@@ -103,6 +102,7 @@ def per_class_report(probs:np.ndarray,       # (clips, classes) probabilities
                      classes:Sequence[str],  # class names, in column order
                     )->pd.DataFrame:         # class, precision, recall, f1, support
     "Precision, recall, F-score and support of the top label for every class."
+    from sklearn.metrics import precision_recall_fscore_support   # imported when needed: tagging uses this module without scikit-learn
     predictions = np.argsort(-np.asarray(probs), axis=1, kind='stable')[:, 0]
     precision, recall, f1, support = precision_recall_fscore_support(
         np.asarray(targets), predictions, labels=np.arange(len(classes)), zero_division=0)
@@ -132,6 +132,7 @@ def confusion(probs:np.ndarray,       # (clips, classes) probabilities
               classes:Sequence[str],  # class names, in column order
              )->np.ndarray:           # (classes, classes) counts: row = true class, column = predicted
     "Confusion matrix of the top label."
+    from sklearn.metrics import confusion_matrix   # imported when needed, as in `per_class_report`
     predictions = np.argsort(-np.asarray(probs), axis=1, kind='stable')[:, 0]
     return confusion_matrix(np.asarray(targets), predictions, labels=np.arange(len(classes)))
 

@@ -20,8 +20,8 @@ from .core import UserError, save_array, save_json, load_json, save_csv
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOPS', 'N_BANDS', 'N_FRAMES', 'CACHE_FORMAT', 'SOX_PEAK', 'SILENCE_PEAK', 'SUMMARY_COLUMNS',
            'AudioError', 'read_audio', 'resample', 'load_audio', 'content_bounds', 'clip_silence', 'sox_bounds',
-           'log_filterbank', 'spectrogram', 'relative_error', 'fix_length', 'clip_features', 'FeatureCacheError',
-           'cache_manifest', 'extract_features', 'load_features']
+           'log_filterbank', 'spectrogram', 'relative_error', 'fix_length', 'audio_features', 'clip_features',
+           'FeatureCacheError', 'cache_manifest', 'extract_features', 'load_features']
 
 # %% ../nbs/01_preprocessing.ipynb #eb21e8e7
 SAMPLE_RATE = 32000          # Hz, the rate every spectrogram is computed at
@@ -236,18 +236,32 @@ def fix_length(spec:np.ndarray,       # (bands, frames) spectrogram
     return np.tile(spec, (1, repeats))[:, :n_frames] if repeats > 1 else spec[:, :n_frames].copy()
 
 # %% ../nbs/01_preprocessing.ipynb #2cf2bf6e
-def _clip_features(path:str|Path, version:int=1, sr:int=SAMPLE_RATE, clip:bool=True)->tuple[np.ndarray, dict]:
-    "Features of one file and a summary row (status, frames, seconds, clipped_seconds)."
+def audio_features(path:str|Path,           # audio file
+                   versions:Sequence[int]=(1,), # spectrogram versions to compute (1 and/or 2)
+                   sr:int=SAMPLE_RATE,      # sample rate of the spectrograms
+                   clip:bool=True,          # clip leading and trailing silence first (the authors' SoX chain)
+                  )->tuple[dict[int, np.ndarray], dict]: # {version: float32 (128, frames)}, and status, seconds, clipped_seconds, start
+    "Read, silence-test, clip and resample one file once, then compute the spectrogram of each version in `versions`."
     y, file_sr = read_audio(path)
-    seconds = len(y) / file_sr
+    seconds, start = len(y) / file_sr, 0
     if float(np.abs(y).max()) <= SILENCE_PEAK: status, y = 'silent', np.zeros(len(y), np.float32)
     else:
         status = 'ok'
-        if clip: y = clip_silence(y, file_sr)
+        if clip:
+            bounds = content_bounds(y, file_sr)
+            if bounds is not None: start = bounds[0]
+            y = clip_silence(y, file_sr)
     y = resample(y, file_sr, sr)
     if status == 'ok' and len(y) < N_FFT: status = 'short'
-    spec = spectrogram(y, sr, version)
-    return spec, dict(status=status, frames=spec.shape[1], seconds=round(seconds, 4), clipped_seconds=round(len(y) / sr, 4), error='')
+    specs = {version: spectrogram(y, sr, version) for version in versions}
+    return specs, dict(status=status, seconds=seconds, clipped_seconds=len(y) / sr, start=start / file_sr)
+
+def _clip_features(path:str|Path, version:int=1, sr:int=SAMPLE_RATE, clip:bool=True)->tuple[np.ndarray, dict]:
+    "Features of one file and its row of the cache's summary table (status, frames, seconds, clipped_seconds, error)."
+    specs, info = audio_features(path, (version,), sr, clip)
+    spec = specs[version]
+    return spec, dict(status=info['status'], frames=spec.shape[1], seconds=round(info['seconds'], 4),
+                      clipped_seconds=round(info['clipped_seconds'], 4), error='')
 
 def clip_features(path:str|Path,      # audio file
                   version:int=1,       # spectrogram version (1 or 2)

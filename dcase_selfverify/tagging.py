@@ -16,47 +16,29 @@ from torch import nn
 from fastcore.basics import patch
 from . import __version__
 from .core import AUDIO_SUFFIXES, Preset, atomic_write, default_device, get_preset, load_json, save_json
-from .preprocessing import (AudioError, HOPS, N_BANDS, SAMPLE_RATE, SILENCE_PEAK, clip_silence, content_bounds,
-                                            fix_length, read_audio, resample, spectrogram)
-from .model import MIN_FRAMES, VGGGap, build_model, step_frames
-from .training import _unwrap
+from .preprocessing import AudioError, HOPS, N_BANDS, SAMPLE_RATE, audio_features, fix_length
+from .model import MIN_FRAMES, VGGGap, build_model, model_state, predict, step_frames, unwrap
 from .evaluation import ensemble
 
 # %% auto #0
-__all__ = ['EXPORT_FORMAT', 'CONFIG_FILE', 'WEIGHT_SUFFIXES', 'ONNX_OPSET', 'fold_state_dict', 'state_n_classes',
-           'export_ensemble', 'TaggingEnsemble', 'load_ensemble', 'network_input', 'tag_files', 'plot_timeline',
-           'export_onnx', 'check_onnx']
+__all__ = ['EXPORT_FORMAT', 'CONFIG_FILE', 'WEIGHT_SUFFIXES', 'ONNX_OPSET', 'ExportError', 'state_n_classes', 'export_ensemble',
+           'TaggingEnsemble', 'load_ensemble', 'network_input', 'tag_files', 'plot_timeline', 'export_onnx',
+           'check_onnx']
 
 # %% ../nbs/06a_tagging.ipynb #d54e2ed6
 EXPORT_FORMAT = 1             # version of the export folder's layout
 CONFIG_FILE = 'config.json'   # the file that marks a folder as an exported ensemble
 WEIGHT_SUFFIXES = {'safetensors': '.safetensors', 'torch': '.pth'}
 
-# %% ../nbs/06a_tagging.ipynb #353005fe
-def _strip_prefixes(state:dict)->dict:
-    "Remove the `_orig_mod.` and `module.` prefixes that torch.compile and DDP add to state_dict keys."
-    return {re.sub(r'^(_orig_mod\.|module\.)+', '', key): value for key, value in state.items()}
-
-def fold_state_dict(source:str|Path|nn.Module, # a training checkpoint (dict with 'model'), a state_dict file, or a network
-                   )->dict[str, torch.Tensor]:  # the network's state_dict, on the CPU, contiguous
-    "The plain `state_dict` of one fold model."
-    if isinstance(source, nn.Module): state = _unwrap(source).state_dict()
-    else:
-        path = Path(source)
-        if not path.is_file(): raise FileNotFoundError(f"Checkpoint not found: {path}")
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-        if not isinstance(checkpoint, dict): raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
-        state = checkpoint['model'] if isinstance(checkpoint.get('model'), dict) else checkpoint
-        if not state or not all(isinstance(value, torch.Tensor) for value in state.values()):
-            raise ValueError(f"{path} is neither a training checkpoint (a dict with a 'model' state_dict) nor a state_dict")
-    return {key: value.detach().cpu().contiguous() for key, value in _strip_prefixes(state).items()}
+class ExportError(ValueError):
+    "An exported ensemble cannot be written or read: a missing or foreign folder, a missing weight file, mismatched weights."
 
 # %% ../nbs/06a_tagging.ipynb #5c73e1c7
 def state_n_classes(state:dict[str, torch.Tensor], # a VGGGap state_dict
                    )->int:                          # number of classes its last convolution predicts
     "Number of output classes of a VGGGap `state_dict`."
     conv_keys = [key for key, value in state.items() if key.endswith('weight') and value.ndim == 4]
-    if not conv_keys: raise ValueError("The state_dict has no convolution weights: it is not a VGGGap network")
+    if not conv_keys: raise ExportError("The state_dict has no convolution weights: it is not a VGGGap network")
     layer_order = lambda key: [int(part) if part.isdigit() else -1 for part in key.split('.')]
     return int(state[max(conv_keys, key=layer_order)].shape[0])
 
@@ -70,9 +52,9 @@ def _is_export(folder:Path)->bool:
 def _check_target(out_dir:Path):
     "Refuse to replace anything but a missing folder, an empty one, or an earlier export."
     if not out_dir.exists(): return
-    if not out_dir.is_dir(): raise FileExistsError(f"{out_dir} exists and is not a folder; choose another out_dir")
+    if not out_dir.is_dir(): raise ExportError(f"{out_dir} exists and is not a folder; choose another out_dir")
     if any(out_dir.iterdir()) and not _is_export(out_dir):
-        raise FileExistsError(f"{out_dir} exists and is not an exported ensemble (no {CONFIG_FILE} with a format number); "
+        raise ExportError(f"{out_dir} exists and is not an exported ensemble (no {CONFIG_FILE} with a format number); "
                               f"refusing to overwrite it. Choose a new or empty folder.")
 
 def _replace_folder(new:Path, target:Path):
@@ -102,30 +84,31 @@ def export_ensemble(members:Sequence[tuple[str|Preset, Sequence[str|Path|nn.Modu
                     fmt:str='safetensors',        # weight files: 'safetensors' or 'torch' (plain state_dict .pth)
                    )->Path:                       # the folder written
     "Write the ensemble's config.json and one weight file per fold model into `out_dir`, atomically."
-    if fmt not in WEIGHT_SUFFIXES: raise ValueError(f"Unknown weight format {fmt!r}; use one of {list(WEIGHT_SUFFIXES)}")
-    if len(members) == 0: raise ValueError("export_ensemble needs at least one (preset, checkpoints) member")
+    if fmt not in WEIGHT_SUFFIXES: raise ExportError(f"Unknown weight format {fmt!r}; use one of {list(WEIGHT_SUFFIXES)}")
+    if len(members) == 0: raise ExportError("export_ensemble needs at least one (preset, checkpoints) member")
     classes = [str(name) for name in classes]
     out_dir = Path(out_dir)
     _check_target(out_dir)
     presets = [get_preset(preset) for preset, _ in members]
     names = [preset.name for preset in presets]
-    if len(set(names)) < len(names): raise ValueError(f"Preset names must be unique within an ensemble (they name the weight files): {names}")
+    if len(set(names)) < len(names): raise ExportError(f"Preset names must be unique within an ensemble (they name the weight files): {names}")
     bad = [name for name in names if not re.fullmatch(r'[A-Za-z0-9_.-]+', name)]
-    if bad: raise ValueError(f"Preset names {bad} cannot be file names; use letters, digits, '_', '.' and '-'")
+    if bad: raise ExportError(f"Preset names {bad} cannot be file names; use letters, digits, '_', '.' and '-'")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.', suffix='.tmp'))
     try:
         config_members = []
         for preset, (_, sources) in zip(presets, members):
-            if len(sources) == 0: raise ValueError(f"Preset {preset.name!r} has no fold models")
+            if len(sources) == 0: raise ExportError(f"Preset {preset.name!r} has no fold models")
             weight_files = []
             for fold, source in enumerate(sources):
-                state = fold_state_dict(source)
                 where = source if not isinstance(source, nn.Module) else f"fold model {fold} of {preset.name!r}"
+                try: state = model_state(source)
+                except (OSError, ValueError) as e: raise ExportError(str(e)) from e
                 if state_n_classes(state) != len(classes):
-                    raise ValueError(f"{where} predicts {state_n_classes(state)} classes, but {len(classes)} class names were given")
+                    raise ExportError(f"{where} predicts {state_n_classes(state)} classes, but {len(classes)} class names were given")
                 try: build_model(preset, len(classes)).load_state_dict(state, strict=True)
-                except RuntimeError as e: raise ValueError(f"{where} does not fit preset {preset.name!r} (nf={preset.nf}): {e}") from e
+                except RuntimeError as e: raise ExportError(f"{where} does not fit preset {preset.name!r} (nf={preset.nf}): {e}") from e
                 weight_files.append(f'{preset.name}_fold{fold}{WEIGHT_SUFFIXES[fmt]}')
                 _save_weights(state, work_dir/weight_files[-1], fmt, {'preset': preset.name, 'fold': fold, 'format': 'pt'})
             config_members.append({'preset': preset.to_dict(), 'version': preset.version, 'hop': HOPS[preset.version],
@@ -167,43 +150,41 @@ def _preset_from_dict(stored:dict)->Preset:
     known = {field.name for field in dataclasses.fields(Preset)}
     return Preset(**{key: value for key, value in stored.items() if key in known})
 
-def _load_weights(path:Path, fmt:str)->dict:
-    "Read one weight file written by `export_ensemble`."
-    if not path.is_file(): raise FileNotFoundError(f"Weight file missing from the exported ensemble: {path}")
-    if fmt == 'safetensors':
-        from safetensors.torch import load_file
-        return load_file(str(path), device='cpu')
-    return torch.load(path, map_location='cpu', weights_only=True)
+def _member_networks(folder:Path, entry:dict, classes:list[str], fmt:str, n_bins:int)->tuple[Preset, list[VGGGap]]:
+    "The preset and the fold networks of one member of an export's config.json."
+    preset = _preset_from_dict(entry['preset']).replace(version=entry['version'], n_frames=entry['n_frames'])
+    models = []
+    for name in entry['weights']:
+        path = folder/name
+        if not path.is_file(): raise ExportError(f"Weight file missing from the exported ensemble: {path}")
+        if fmt == 'safetensors':
+            from safetensors.torch import load_file
+            state = model_state(load_file(str(path), device='cpu'))
+        else: state = model_state(path)
+        if state_n_classes(state) != len(classes):
+            raise ExportError(f"{path} predicts {state_n_classes(state)} classes, but {CONFIG_FILE} lists {len(classes)}")
+        model = build_model(preset, len(classes), n_bins)
+        model.load_state_dict(state, strict=True)
+        models.append(model)
+    return preset, models
 
 def load_ensemble(folder:str|Path,        # a folder written by `export_ensemble`
                   device:str|None=None,   # where to put the networks (default: CUDA when present)
                  )->TaggingEnsemble:
     "Load an exported ensemble; needs nothing but the folder."
     folder = Path(folder)
-    if not folder.is_dir(): raise FileNotFoundError(f"No exported ensemble at {folder}: the folder does not exist")
+    if not folder.is_dir(): raise ExportError(f"No exported ensemble at {folder}: the folder does not exist")
     if not (folder/CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}: it is not an exported ensemble (export_ensemble writes one)")
+        raise ExportError(f"{folder} has no {CONFIG_FILE}: it is not an exported ensemble (export_ensemble writes one)")
     config = load_json(folder/CONFIG_FILE)
     if config.get('format') != EXPORT_FORMAT:
-        raise ValueError(f"{folder/CONFIG_FILE} has export format {config.get('format')!r}, but dcase_selfverify {__version__} "
-                         f"reads format {EXPORT_FORMAT}; use the package version that wrote it ({config.get('package_version', 'unknown')})")
-    classes = config['classes']
+        raise ExportError(f"{folder/CONFIG_FILE} has export format {config.get('format')!r}, but dcase_selfverify {__version__} "
+                          f"reads format {EXPORT_FORMAT}; use the package version that wrote it ({config.get('package_version', 'unknown')})")
     fmt = config.get('weights_format', 'safetensors')
-    if fmt not in WEIGHT_SUFFIXES: raise ValueError(f"{folder/CONFIG_FILE}: unknown weights_format {fmt!r}")
-    device = device or default_device()
-    members = []
-    for entry in config['members']:
-        preset = _preset_from_dict(entry['preset']).replace(version=entry['version'], n_frames=entry['n_frames'])
-        models = []
-        for name in entry['weights']:
-            state = _load_weights(folder/name, fmt)
-            if state_n_classes(state) != len(classes):
-                raise ValueError(f"{folder/name} predicts {state_n_classes(state)} classes, but {CONFIG_FILE} lists {len(classes)}")
-            model = build_model(preset, len(classes), config.get('n_bins', N_BANDS))
-            model.load_state_dict(state, strict=True)
-            models.append(model)
-        members.append((preset, models))
-    return TaggingEnsemble(classes, members, config.get('sample_rate', SAMPLE_RATE), config.get('clip_silence', True), device, folder)
+    if fmt not in WEIGHT_SUFFIXES: raise ExportError(f"{folder/CONFIG_FILE}: unknown weights_format {fmt!r}")
+    members = [_member_networks(folder, entry, config['classes'], fmt, config.get('n_bins', N_BANDS)) for entry in config['members']]
+    return TaggingEnsemble(config['classes'], members, config.get('sample_rate', SAMPLE_RATE), config.get('clip_silence', True),
+                           device or default_device(), folder)
 
 # %% ../nbs/06a_tagging.ipynb #2cc2d2ba
 def network_input(spec:np.ndarray, # (bands, frames) spectrogram
@@ -230,32 +211,17 @@ def predict_spectrograms(self:TaggingEnsemble,
     "Ensemble probabilities of one clip from its spectrograms."
     probs_per_member = []
     for preset, models in self.members:
-        spec = network_input(_member_spectrogram(specs_by_version, preset), preset.n_frames)
-        x = torch.as_tensor(spec, dtype=torch.float32, device=self.device)[None, None]
-        with torch.no_grad(): probs_per_member.append([torch.softmax(model(x).float(), dim=1).cpu().numpy() for model in models])
+        clip = network_input(_member_spectrogram(specs_by_version, preset), preset.n_frames)[None]
+        probs_per_member.append([predict(model, clip, device=self.device) for model in models])
     return ensemble(probs_per_member)[0]
 
 # %% ../nbs/06a_tagging.ipynb #84b3de10
-@patch
-def _read_file(self:TaggingEnsemble, path:str|Path)->tuple[dict[int, np.ndarray], float, float]:
-    "Spectrograms of every version the members read, the start (s) of the clipped content in the file, and its duration (s)."
-    y, file_sr = read_audio(path)
-    start = 0
-    if float(np.abs(y).max()) <= SILENCE_PEAK: y = np.zeros(len(y), np.float32)
-    elif self.clip:
-        bounds = content_bounds(y, file_sr)
-        if bounds is not None: start = bounds[0]
-        y = clip_silence(y, file_sr)
-    y = resample(y, file_sr, self.sample_rate)
-    specs = {version: spectrogram(y, self.sample_rate, version) for version in self.versions}
-    return specs, start / file_sr, len(y) / self.sample_rate
-
 @patch
 def file_spectrograms(self:TaggingEnsemble,
                       path:str|Path, # audio file
                      )->dict[int, np.ndarray]: # {version: (128, frames) float32 spectrogram}
     "The spectrograms of `path` that the members read, computed as for training."
-    return self._read_file(path)[0]
+    return audio_features(path, self.versions, self.sample_rate, self.clip)[0]
 
 @patch
 def predict_file(self:TaggingEnsemble,
@@ -272,7 +238,7 @@ def _audio_files(paths_or_folder)->tuple[list[Path], Path|None]:
         if path.is_dir():
             found = sorted(p for p in path.rglob('*') if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             return found, path
-        if not path.exists(): raise FileNotFoundError(f"No such file or folder: {path}")
+        if not path.exists(): raise AudioError(f"{path}: no such file or folder")
         return [path], None
     return [Path(p) for p in paths_or_folder], None
 
@@ -311,7 +277,8 @@ def class_activity(self:TaggingEnsemble,
                    path:str|Path,   # audio file
                   )->tuple[np.ndarray, np.ndarray]: # times in seconds (steps,), activity (classes, steps)
     "Per-time-step class probabilities of one file, averaged over the ensemble's members."
-    specs, offset, seconds = self._read_file(path)
+    specs, info = audio_features(path, self.versions, self.sample_rate, self.clip)
+    offset, seconds = info['start'], info['clipped_seconds']
     member_curves = []
     for preset, models in self.members:
         spec = _member_spectrogram(specs, preset)
@@ -375,7 +342,7 @@ def export_onnx(model:VGGGap,     # one trained network (a fold model)
     "Export one network to ONNX with dynamic batch and time axes; input 'spectrogram' (batch, 1, n_bins, frames), output 'logits'."
     import copy
     onnx, _ = _require_onnx()
-    exported = _OnnxLogits(copy.deepcopy(_unwrap(model)).cpu().float()).eval()
+    exported = _OnnxLogits(copy.deepcopy(unwrap(model)).cpu().float()).eval()
     example = torch.zeros(1, 1, n_bins, 384)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -396,7 +363,7 @@ def check_onnx(model:VGGGap,                         # the network that was expo
     "Largest |onnxruntime - PyTorch| logit difference on random spectrograms of each length in `frames`."
     _, onnxruntime = _require_onnx()
     session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    network = _unwrap(model)
+    network = unwrap(model)
     was_training = network.training
     network.eval()
     generator = torch.Generator().manual_seed(seed)

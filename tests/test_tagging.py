@@ -1,5 +1,6 @@
-"Exported ensembles: round trips in both weight formats, refusals, clear errors, tagging files of any length, ONNX."
-import json
+"Exported ensembles: round trips in both weight formats, refusals, clear errors, tagging files of any length, ONNX, a lean import."
+import json, os, subprocess, sys
+from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,9 +9,8 @@ from torch import nn
 from dcase_selfverify.core import FSD_CLASSES, get_preset, seed_everything
 from dcase_selfverify.preprocessing import AudioError, clip_features
 from dcase_selfverify.model import MIN_FRAMES, build_model
-from dcase_selfverify.training import predict_clips
-from dcase_selfverify.evaluation import ensemble
-from dcase_selfverify.tagging import (CONFIG_FILE, EXPORT_FORMAT, check_onnx, export_ensemble, export_onnx,
+import dcase_selfverify
+from dcase_selfverify.tagging import (CONFIG_FILE, EXPORT_FORMAT, ExportError, check_onnx, export_ensemble, export_onnx,
                                       load_ensemble, network_input, state_n_classes, tag_files)
 
 CLASSES = list(FSD_CLASSES[:6])
@@ -83,10 +83,13 @@ def audio(tmp_path_factory):
 
 
 def _reference(members, specs_by_version):
-    "What the original networks predict: predict_clips per fold model on the network input, then evaluation.ensemble."
+    "What the original networks predict, by hand: softmax per fold model on the network input, mean over folds, then over presets."
     member_list, models = members
-    return ensemble([[predict_clips(models[path], torch.from_numpy(network_input(specs_by_version[preset.version], preset.n_frames))[None],
-                                    device='cpu') for path in paths] for preset, paths in member_list])[0]
+    per_preset = []
+    for preset, paths in member_list:
+        x = torch.from_numpy(network_input(specs_by_version[preset.version], preset.n_frames))[None, None]
+        with torch.no_grad(): per_preset.append(np.mean([torch.softmax(models[path](x), dim=1)[0].numpy() for path in paths], axis=0))
+    return np.mean(per_preset, axis=0)
 
 
 @pytest.mark.parametrize('fmt', ['safetensors', 'torch'])
@@ -124,12 +127,12 @@ def test_refuses_to_overwrite_other_folders(members, tmp_path):
     other = tmp_path/'results'
     other.mkdir()
     (other/'important.csv').write_text('a,b\n1,2\n')
-    with pytest.raises(FileExistsError, match='refusing to overwrite'):
+    with pytest.raises(ExportError, match='refusing to overwrite'):
         export_ensemble(members[0], CLASSES, other)
     assert [p.name for p in other.iterdir()] == ['important.csv']
     a_file = tmp_path/'file.txt'
     a_file.write_text('x')
-    with pytest.raises(FileExistsError, match='not a folder'):
+    with pytest.raises(ExportError, match='not a folder'):
         export_ensemble(members[0], CLASSES, a_file)
     empty = tmp_path/'empty'
     empty.mkdir()
@@ -142,36 +145,36 @@ def test_refuses_to_overwrite_other_folders(members, tmp_path):
 
 
 def test_export_refuses_mismatches(members, tmp_path):
-    with pytest.raises(ValueError, match=f'predicts {len(CLASSES)} classes, but 5'):
+    with pytest.raises(ExportError, match=f'predicts {len(CLASSES)} classes, but 5'):
         export_ensemble(members[0], CLASSES[:5], tmp_path/'a')
-    with pytest.raises(ValueError, match="does not fit preset 'spec1_1'"):
+    with pytest.raises(ExportError, match="does not fit preset 'spec1_1'"):
         export_ensemble([('spec1_1', members[0][0][1])], CLASSES, tmp_path/'b')
-    with pytest.raises(ValueError, match='unique'):
+    with pytest.raises(ExportError, match='unique'):
         export_ensemble([members[0][0], members[0][0]], CLASSES, tmp_path/'c')
-    with pytest.raises(FileNotFoundError, match='Checkpoint not found'):
+    with pytest.raises(ExportError, match='Checkpoint not found'):
         export_ensemble([('tiny', [tmp_path/'nope.pth'])], CLASSES, tmp_path/'d')
     assert list(tmp_path.iterdir()) == []                                 # nothing written, no temporary folders
 
 
 def test_load_errors(exported, tmp_path):
     import shutil
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+    with pytest.raises(ExportError, match='does not exist'):
         load_ensemble(tmp_path/'nowhere')
     (tmp_path/'plain').mkdir()
-    with pytest.raises(FileNotFoundError, match='has no config.json'):
+    with pytest.raises(ExportError, match='has no config.json'):
         load_ensemble(tmp_path/'plain')
     broken = tmp_path/'broken'
     shutil.copytree(exported, broken)
     config = json.loads((broken/CONFIG_FILE).read_text())
     (broken/CONFIG_FILE).write_text(json.dumps(config | {'format': EXPORT_FORMAT + 1}))
-    with pytest.raises(ValueError, match=f'export format {EXPORT_FORMAT + 1}'):
+    with pytest.raises(ExportError, match=f'export format {EXPORT_FORMAT + 1}'):
         load_ensemble(broken)
     (broken/CONFIG_FILE).write_text(json.dumps(config | {'classes': CLASSES + ['Extra']}))
-    with pytest.raises(ValueError, match=f'predicts {len(CLASSES)} classes, but config.json lists {len(CLASSES) + 1}'):
+    with pytest.raises(ExportError, match=f'predicts {len(CLASSES)} classes, but config.json lists {len(CLASSES) + 1}'):
         load_ensemble(broken)
     (broken/CONFIG_FILE).write_text(json.dumps(config))
     (broken/'tiny_v2_fold1.safetensors').unlink()
-    with pytest.raises(FileNotFoundError, match='tiny_v2_fold1.safetensors'):
+    with pytest.raises(ExportError, match='tiny_v2_fold1.safetensors'):
         load_ensemble(broken)
 
 
@@ -273,3 +276,16 @@ def test_tag_list_with_progress_and_models_in_memory(members, audio, tmp_path):
     specs = tagger.file_spectrograms(audio/'stereo.wav')
     assert list(specs) == [1]
     np.testing.assert_allclose(tagger.predict_file(audio/'stereo.wav'), _reference(([(preset, paths)], members[1]), specs), atol=1e-6)
+
+
+def test_import_is_lean():
+    "Tagging needs torch, numpy and the audio libraries: importing it in a fresh interpreter loads no fastai, scikit-learn or training stack."
+    root = Path(dcase_selfverify.__file__).parent.parent
+    env = os.environ | {'PYTHONPATH': os.pathsep.join([str(root), os.environ.get('PYTHONPATH', '')])}
+    code = ("import sys, dcase_selfverify.tagging; "
+            "print(sorted(m for m in ('fastai', 'sklearn', 'matplotlib', 'dcase_selfverify.training', 'dcase_selfverify.cli') if m in sys.modules))")
+    result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == '[]', result.stdout
+    found = subprocess.run([sys.executable, '-c', "import sys, dcase_selfverify.tagging, fastai; print('fastai' in sys.modules)"],
+                           env=env, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == 'True'                                  # the check can see a module that was imported
