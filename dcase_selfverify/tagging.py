@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from . import __version__
-from .core import AUDIO_SUFFIXES, Preset, atomic_write, default_device, get_preset, load_json, save_json
+from .core import UserError, AUDIO_SUFFIXES, Preset, atomic_write, default_device, get_preset, load_json, save_json
 from .preprocessing import AudioError, HOPS, N_BANDS, SAMPLE_RATE, audio_features, fix_length
 from .model import MIN_FRAMES, VGGGap, build_model, model_state, predict, step_frames, unwrap
 from .evaluation import ensemble
@@ -30,7 +30,7 @@ EXPORT_FORMAT = 1             # version of the export folder's layout
 CONFIG_FILE = 'config.json'   # the file that marks a folder as an exported ensemble
 WEIGHT_SUFFIXES = {'safetensors': '.safetensors', 'torch': '.pth'}
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     "An exported ensemble cannot be written or read: a missing or foreign folder, a missing weight file, mismatched weights."
 
 # %% ../nbs/06a_tagging.ipynb #5c73e1c7
