@@ -287,8 +287,8 @@ body{font:14px/1.35 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#fff;border-bottom:1px solid #ddd;padding:6px 12px}
 h1{font-size:18px;margin:2px 0}h1 small{color:#777;font-weight:normal}
 .notes{color:#a15c00;margin:2px 0}.notes:empty{display:none}
-#summary{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:1px 18px;font-size:12px;margin:4px 0}
-#summary div{cursor:pointer;border-bottom:1px solid #eee}#summary .name{font-weight:600;display:inline-block;min-width:150px}
+#summary{display:grid;grid-template-columns:repeat(auto-fill,minmax(430px,1fr));gap:1px 18px;font-size:12px;margin:4px 0}
+#summary div{cursor:pointer;border-bottom:1px solid #eee}#summary .name{font-weight:600;display:inline-block;min-width:130px}
 #summary span[data-field]::after{content:attr(data-label);color:#777;margin:0 6px 0 2px}
 #controls{display:flex;flex-wrap:wrap;gap:12px;align-items:center;margin:4px 0}.keys{color:#666;font-size:12px}
 kbd{border:1px solid #bbb;border-radius:3px;padding:0 3px;font-size:11px;background:#f4f4f4}
