@@ -15,24 +15,13 @@ from .core import UserError
 
 # %% auto #0
 __all__ = ['COMMANDS', 'USER_ERRORS', 'SELF', 'run', 'demo', 'prepare', 'folds', 'train', 'verify', 'predict', 'evaluate',
-           'submit', 'tag', 'export', 'main', 'console']
+           'submit', 'tag', 'export', 'compare', 'review', 'main', 'console']
 
 # %% ../nbs/10_cli.ipynb #a5beb269
 def _folds(folds:str|None)->list[int]|None:
     "Comma-separated fold numbers."
     try: return None if not folds else [int(f) for f in str(folds).split(',')]
     except ValueError: raise UserError(f"--folds takes comma-separated fold numbers, not {folds!r}") from None
-
-def _print_run(metrics:dict, out:str):
-    "The lines `run` ends with: test figures, self-verification per preset, where the files are."
-    test = metrics.get('test', {})
-    if 'map3' in test: print(f"test ({test['subset']}, {test['n']} clips): MAP@3 {test['map3']:.4f}, accuracy {test['accuracy']:.4f}")
-    for name, entry in metrics['presets'].items():
-        if 'selfverify' in entry:
-            print(f"{name}: self-verified clips per iteration {[r['n_accepted'] for r in entry['selfverify']]}, kept iteration {entry['best_iteration']}")
-            print(f"{name}: self-verification audit {entry['audit_csv']}")
-    print(f"metrics: {Path(out)/'metrics.json'}")
-    if 'submission_csv' in metrics: print(f"submission: {metrics['submission_csv']}")
 
 @call_parse
 def run(data:str,                     # data set folder (Zenodo, Kaggle or generic layout)
@@ -41,7 +30,9 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
         epochs:int=None,              # initial training epochs (default: the preset's)
         iterations:int=None,          # self-verification iterations (default: the preset's)
         finetune_epochs:int=None,     # epochs per self-verification round (default: the preset's)
-        rule:str='paper',             # self-verification rule: paper or authors
+        rule:str='paper',             # self-verification rule: paper, authors or adaptive
+        strategy:str='selfverify',    # noisy-label strategy (see `compare --help`); NAME+selfverify adds self-verification
+        corrections:str=None,         # a review decisions file (WORK/review/decisions.csv) to apply to the labels
         folds:str=None,               # comma-separated folds to train (default: all)
         device:str=None,              # cuda or cpu (default: cuda when present)
         workers:int=None,             # feature extraction processes
@@ -50,10 +41,9 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
         compile:store_true=False,     # torch.compile the networks (GPU)
        ):
     "Features, folds, training, self-verification, ensemble, evaluation and submission for a data set."
-    from dcase_selfverify.pipeline import run_pipeline
-    metrics = run_pipeline(data, out, preset, epochs, iterations, finetune_epochs, rule, folds=_folds(folds), device=device,
-                           n_workers=workers, seed=seed, progress=not no_progress, compile=compile)
-    _print_run(metrics, out)
+    from dcase_selfverify.pipeline import run_pipeline, run_summary
+    print(run_summary(run_pipeline(data, out, preset, epochs, iterations, finetune_epochs, rule, strategy, corrections, folds=_folds(folds),
+                                   device=device, n_workers=workers, seed=seed, progress=not no_progress, compile=compile)))
 
 @call_parse
 def demo(out:str='dcase_demo',       # folder for the demo data, work folder and report
@@ -61,16 +51,8 @@ def demo(out:str='dcase_demo',       # folder for the demo data, work folder and
          no_progress:store_true=False, # hide progress bars
         ):
     "Generate a synthetic data set and run the whole pipeline on it (tiny preset, CPU); write a report."
-    from dcase_selfverify.demo import run_demo
-    metrics = run_demo(out, quick, not no_progress)
-    test = metrics.get('test', {})
-    print(f"\ntest MAP@3 {test.get('map3', float('nan')):.4f}, accuracy {test.get('accuracy', float('nan')):.4f} "
-          f"(synthetic demo data), {metrics['seconds']:.0f} s")
-    for entry in metrics['presets'].values():
-        for row in entry.get('selfverify_precision', []):
-            print(f"self-verification iteration {row['iteration']}: {row['accepted']} clips accepted, precision of their labels "
-                  f"{row['precision_accepted']:.3f} vs {row['precision_unverified']:.3f} for all unverified labels")
-    print(f"report: {Path(out)/'report'/'summary.md'}")
+    from dcase_selfverify.demo import demo_summary, run_demo
+    print('\n' + demo_summary(run_demo(out, quick, not no_progress)))
 
 # %% ../nbs/10_cli.ipynb #d1eb112e
 def _stage(data:str, out:str, preset:str|None, record:str|None=None, progress:bool=True,
@@ -159,7 +141,8 @@ def verify(data:str,             # data set folder
            epochs:int=None,      # initial training epochs, as given to `train` (default: the preset's)
            iterations:int=None,  # iterations (default: the preset's)
            finetune_epochs:int=None, # epochs per round (default: the preset's)
-           rule:str='paper',     # paper or authors
+           rule:str='paper',     # paper, authors or adaptive
+           corrections:str=None, # a review decisions file to apply to the labels (as given to `run`)
            device:str=None,      # cuda or cpu
            seed:int=0,           # seed
            no_progress:store_true=False, # hide progress bars
@@ -167,7 +150,8 @@ def verify(data:str,             # data set folder
     "Iterative self-verification of the trained fold models (trains missing initial models first)."
     from dcase_selfverify.pipeline import train_preset
     ctx, table = _stage(data, out, preset, 'selfverify', not no_progress, epochs=epochs, finetune_epochs=finetune_epochs,
-                        iterations=iterations, rule=rule, device=device, seed=seed)
+                        iterations=iterations, rule=rule, device=device, seed=seed,
+                        corrections=corrections)
     for p in ctx.presets:
         result = train_preset(ctx, table, p)['selfverify']
         if result: print(f"{p.name}: kept iteration {result['best_iteration']}; audit {ctx.work/p.name/'selfverify'/'audit.csv'}")
@@ -264,8 +248,44 @@ def export(out:str='work',       # work folder with trained models
                 path = export_onnx(net, Path(dest)/f"{m['preset'].name}_fold{fold}.onnx")
                 print(f"onnx: {path} (max difference to PyTorch {check_onnx(net, path):.2e})")
 
+# %% ../nbs/10_cli.ipynb #88f3cd0b
+@call_parse
+def compare(data:str,                 # data set folder
+            out:str='work',           # work folder (resumable)
+            preset:str='tiny',        # the network every strategy trains
+            strategies:str='verified-only,all,label-smoothing,lq,bootstrap-soft,bootstrap-hard,loss-masking,downweight,selfverify', # comma-separated
+            rules:str='paper,authors,adaptive', # selection rules for the strategies that self-verify
+            no_controls:store_true=False, # leave out the two fine-tuning controls
+            epochs:int=None,          # initial training epochs (default: the preset's)
+            device:str=None,          # cuda or cpu
+            seed:int=0,               # seed
+            no_progress:store_true=False, # hide progress bars
+           ):
+    "Train each noisy-label strategy on the same folds and network; write WORK/comparison.csv and comparison.png."
+    from dcase_selfverify.noisy_labels import parse_strategies
+    from dcase_selfverify.pipeline import adjust_presets, compare_strategies, demo_truth
+    table = compare_strategies(data, out, adjust_presets([preset], epochs)[0], [s.name for s in parse_strategies(strategies)],
+                               [r.strip() for r in rules.split(',') if r.strip()], not no_controls, demo_truth(data),
+                               device=device, seed=seed, progress=not no_progress)
+    print(table.round(3).to_string(index=False))
+    print(f"comparison: {Path(out)/'comparison.csv'}")
+
+@call_parse
+def review(work:str='work',           # work folder of a `run` or `verify`
+           host:str='127.0.0.1',      # address to bind (127.0.0.1: this machine only; use an SSH tunnel from elsewhere)
+           port:int=8765,             # port
+           open_browser:store_true=False, # open the page in a browser
+           include_accepted:store_true=False, # also list the clips self-verification accepted
+           sample:int=0,              # also list this many random other judged clips
+           min_confidence:float=0.9,  # the audit's minimum mean posterior of the suggested class
+          ):
+    "Serve a local page to listen to, look at and decide on the clips of the label audit."
+    from dcase_selfverify.review import serve_review
+    serve_review(work, host, port, open_browser, include_accepted, sample, min_confidence)
+
 # %% ../nbs/10_cli.ipynb #92cf2c73
-COMMANDS = {f.__name__: f for f in (demo, run, prepare, folds, train, verify, predict, evaluate, submit, tag, export)}
+COMMANDS = {f.__name__: f for f in (demo, run, prepare, folds, train, verify, predict, evaluate, submit, compare,
+                                          review, tag, export)}
 USER_ERRORS = (UserError, CliError, FileNotFoundError, FileExistsError)
 
 def main(argv:Sequence[str]|None=None, # the arguments (default: `sys.argv[1:]`)

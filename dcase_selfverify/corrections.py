@@ -28,7 +28,7 @@ DECISIONS_FILE = Path('review')/'decisions.csv'         # where the review page 
 def _empty_decisions()->pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=str) for column in DECISION_COLUMNS})
 
-def _read_rows(path:Path)->pd.DataFrame:
+def _read_decision_rows(path:Path)->pd.DataFrame:
     "The rows of a decisions file as stripped strings, every column of `DECISION_COLUMNS` present."
     if not path.is_file(): raise DatasetError(f"Corrections file not found: {path}")
     if path.stat().st_size == 0: return _empty_decisions()
@@ -71,7 +71,7 @@ def read_corrections(path:str|Path,            # a decisions file (`WORK/review/
     "Read and validate a decisions file; the latest decision per clip wins."
     path = Path(path)
     if missing_ok and not path.exists(): return _empty_decisions()
-    rows = _checked(_read_rows(path), classes, str(path))
+    rows = _checked(_read_decision_rows(path), classes, str(path))
     latest = rows.drop_duplicates('clip', keep='last')
     return latest.sort_index(kind='stable').reset_index(drop=True)[list(DECISION_COLUMNS)]
 
@@ -136,7 +136,7 @@ def record_decision(path:str|Path,                   # the decisions file (creat
             raise DatasetError(f"Not a valid decision: {row!r}")
     else: entry = checked.iloc[0].to_dict()
     with decisions_lock(path):
-        rows = _read_rows(path) if path.exists() else _empty_decisions()
+        rows = _read_decision_rows(path) if path.exists() else _empty_decisions()
         rows = pd.concat([rows[rows['clip'] != entry['clip']], pd.DataFrame([entry])], ignore_index=True)
         with atomic_write(path, 'w') as f: rows.to_csv(f, index=False)
     return entry

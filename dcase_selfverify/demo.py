@@ -16,7 +16,7 @@ from .evaluation import confusion, per_class_report, plot_confusion, plot_per_cl
 from .pipeline import read_predictions, run_pipeline
 
 # %% auto #0
-__all__ = ['DEMO_SETTINGS', 'demo_preset', 'selfverify_precision', 'write_demo_report', 'run_demo']
+__all__ = ['DEMO_SETTINGS', 'demo_preset', 'selfverify_precision', 'write_demo_report', 'run_demo', 'demo_summary']
 
 # %% ../nbs/07a_demo.ipynb #c0b68261
 DEMO_SETTINGS = dict(n_classes=10, clips_per_class=36, test_clips_per_class=8, max_duration=12.0)
@@ -157,6 +157,19 @@ def run_demo(out:str|Path='dcase_demo',     # folder for the data, the work fold
     log(f"demo data: {data} ({time.time() - started:.0f} s)")
     metrics = run_pipeline(data, out/'work', presets=[demo_preset(quick)], device='cpu', progress=progress, log=log)
     report = write_demo_report(data, out/'work', out/'report', metrics)
-    metrics['seconds'] = round(time.time() - started, 1)
+    metrics['seconds'], metrics['report'] = round(time.time() - started, 1), str(report)
     save_json(report/'metrics.json', metrics)
     return metrics
+
+# %% ../nbs/07a_demo.ipynb #7892c7a3
+def demo_summary(metrics:dict, # `run_demo`'s metrics
+                )->str:        # what `dcase-selfverify demo` prints at the end
+    "Test figures, self-verification precision per iteration, and where the report is."
+    test = metrics.get('test', {})
+    lines = [f"test MAP@3 {test.get('map3', float('nan')):.4f}, accuracy {test.get('accuracy', float('nan')):.4f} "
+             f"(synthetic demo data), {metrics['seconds']:.0f} s"]
+    for entry in metrics['presets'].values():
+        lines += [f"self-verification iteration {row['iteration']}: {row['accepted']} clips accepted, precision of their labels "
+                  f"{row['precision_accepted']:.3f} vs {row['precision_unverified']:.3f} for all unverified labels"
+                  for row in entry.get('selfverify_precision', [])]
+    return '\n'.join(lines + [f"report: {Path(metrics['report'])/'summary.md'}"])

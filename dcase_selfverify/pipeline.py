@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/pipeline.html.md"""
 
 # %% ../nbs/07_pipeline.ipynb #1da060b3
 from __future__ import annotations
-import dataclasses, shutil, time, warnings
+import dataclasses, hashlib, time, warnings
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
@@ -16,6 +16,7 @@ from . import __version__
 from .core import AudioDataset, Preset, UserError, default_device, find_dataset, get_preset, load_json, save_csv, save_json
 from .preprocessing import extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
+from .corrections import apply_corrections, read_corrections
 from .model import load_model, predict
 from .selfverify import CONTROL_RULES, RULES, self_verify
 from .noisy_labels import DEFAULT_STRATEGY, SELFVERIFY_SUFFIX, Strategy, strategy as get_strategy
@@ -26,8 +27,8 @@ from .training import fold_data, release_learner, scaled_constant_epochs, train_
 __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings', 'adjust_presets', 'record_presets',
            'recorded_presets', 'RunContext', 'open_run', 'prepare_features', 'usable_mask', 'prepare_folds',
            'train_initial', 'train_preset', 'final_members', 'initial_folder', 'selfverify_folder', 'ensemble_test',
-           'predict_test', 'read_predictions', 'export_members', 'run_pipeline', 'comparison_rows',
-           'compare_strategies', 'plot_comparison']
+           'predict_test', 'read_predictions', 'export_members', 'run_pipeline', 'demo_truth', 'comparison_rows',
+           'compare_strategies', 'plot_comparison', 'run_summary']
 
 # %% ../nbs/07_pipeline.ipynb #695c6ce9
 class PipelineError(UserError, RuntimeError):
@@ -135,12 +136,21 @@ class RunContext:
 def open_run(data:str|Path,               # data set folder (Zenodo, Kaggle or generic layout)
              work:str|Path,               # work folder
              presets:Sequence[str|Preset], # presets, already adjusted
+             corrections:str|Path|None=None, # a review decisions file (`WORK/review/decisions.csv`) to apply to the training labels
              **settings,                  # other `RunContext` fields
             )->RunContext:
-    "Find the data set, create the work folder and check that it belongs to this data set."
+    "Find the data set, apply label corrections (those given, else those the work folder was made with), check the work folder."
     ds, work = find_dataset(data), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     record_settings(work, {'data': str(Path(data).resolve())})
+    recorded = load_json(work/'run.json').get('corrections', {}) if (work/'run.json').exists() else {}
+    corrections = corrections if corrections is not None else recorded.get('file')   # later stages reapply the run's corrections
+    if corrections is not None:
+        if not Path(corrections).is_file(): raise PipelineError(f"Corrections file not found: {corrections}")
+        ds.train, report = apply_corrections(ds.train, read_corrections(corrections, ds.classes))
+        digest = hashlib.sha256(Path(corrections).read_bytes()).hexdigest()
+        record_settings(work, {'corrections': {'file': str(Path(corrections).resolve()), 'sha256': digest}})
+        save_json(work/'corrections.json', report)
     return RunContext(ds, work, check_presets(presets), **settings)
 
 # %% ../nbs/07_pipeline.ipynb #6b6f1868
@@ -332,6 +342,7 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
                  finetune_epochs:int|None=None, # epochs per self-verification round (default: each preset's)
                  rule:str='paper',           # self-verification rule: 'paper', 'authors' or 'adaptive'
                  strategy:str=DEFAULT_STRATEGY, # noisy-label strategy (`noisy_labels.STRATEGIES`, optionally NAME+selfverify)
+                 corrections:str|Path|None=None, # review decisions to apply to the training labels (`review` writes them)
                  n_folds:int=4,              # folds
                  folds:Sequence[int]|None=None, # train only these folds (default: all)
                  device:str|None=None,       # default: CUDA when present
@@ -344,7 +355,7 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
                 )->dict:                     # the metrics written to WORK/metrics.json
     "Features, folds, training, self-verification, ensemble, evaluation and submission, resumable."
     presets = adjust_presets(presets, epochs, finetune_epochs, iterations)
-    ctx = open_run(data, work, presets, device=device, seed=seed, progress=progress, log=log, rule=rule, compile=compile, n_workers=n_workers,
+    ctx = open_run(data, work, presets, corrections, device=device, seed=seed, progress=progress, log=log, rule=rule, compile=compile, n_workers=n_workers,
                    strategy=strategy)
     record_settings(ctx.work, {'n_folds': n_folds, 'seed': seed})
     record_presets(ctx.work, presets, selfverify=ctx.strategy.selfverify, rule=rule, strategy=ctx.strategy.name)
@@ -354,13 +365,14 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
     if not usable.all(): log(f"training without {int((~usable).sum())} clip(s) whose audio could not be read")
     fold_table = prepare_folds(ctx, n_folds)
     members = [train_preset(ctx, fold_table, preset, folds) for preset in presets]
-    metrics = {'version': __version__, 'data': str(ctx.ds.root), 'layout': ctx.ds.layout, 'classes': list(ctx.ds.classes),
+    metrics = {'version': __version__, 'data': str(ctx.ds.root), 'work': str(ctx.work), 'layout': ctx.ds.layout, 'classes': list(ctx.ds.classes),
                'n_train': len(ctx.ds.train), 'n_train_usable': int(usable.sum()), 'failed_train_clips': ctx.ds.train.fname[~usable].tolist(),
                'strategy': ctx.strategy.settings(), 'presets': {member['preset'].name: _preset_metrics(ctx, member) for member in members}}
     if ctx.ds.test is not None and len(ctx.ds.test):
         test = predict_test(ctx, members)
         metrics['test'] = {**_headline(test['scores']), **test['scores'], 'failed_clips': ctx.ds.test.fname[~test['usable']].tolist()}
         metrics['submission_csv'] = str(ctx.work/'submission.csv')
+    if corrections is not None: metrics['corrections'] = load_json(ctx.work/'corrections.json')
     if export: metrics['export'] = str(export_members(members, ctx.ds.classes, ctx.work/'export'))
     save_json(ctx.work/'metrics.json', metrics)
     return metrics
@@ -405,6 +417,12 @@ def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str,
     return {**row, **_trusted(folds, ctx.strategy, member['selfverify'], truth), 'kept_iteration': kept, 'seconds': seconds}
 
 # %% ../nbs/07_pipeline.ipynb #15e3d69a
+def demo_truth(data:str|Path, # a data set folder
+              )->pd.DataFrame|None: # fname, true_label; None where the data set has no `truth.csv`
+    "The true labels of a data set that knows them (the demo data's `truth.csv`), for label precision."
+    path = Path(data)/'truth.csv'
+    return pd.read_csv(path, usecols=['fname', 'true_label'], keep_default_na=False) if path.is_file() else None
+
 def comparison_rows(strategies:Sequence[str|Strategy],  # strategies to compare
                     rules:Sequence[str]=('paper', 'authors', 'adaptive'), # selection rules for strategies that self-verify
                     controls:bool=True,                 # add the two fine-tuning controls
@@ -461,3 +479,17 @@ def plot_comparison(table:pd.DataFrame, # `compare_strategies` output
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+# %% ../nbs/07_pipeline.ipynb #cbedc81b
+def run_summary(metrics:dict, # `run_pipeline`'s metrics
+               )->str:        # a few lines for the terminal
+    "The lines `run` ends with: test figures, self-verification per preset, where the files are."
+    lines, test = [], metrics.get('test', {})
+    if 'map3' in test: lines.append(f"test ({test['subset']}, {test['n']} clips): MAP@3 {test['map3']:.4f}, accuracy {test['accuracy']:.4f}")
+    for name, entry in metrics['presets'].items():
+        if 'selfverify' in entry:
+            lines.append(f"{name}: self-verified clips per iteration {[r['n_accepted'] for r in entry['selfverify']]}, kept iteration {entry['best_iteration']}")
+            lines.append(f"{name}: self-verification audit {entry['audit_csv']}")
+    lines.append(f"metrics: {Path(metrics['work'])/'metrics.json'}")
+    if 'submission_csv' in metrics: lines.append(f"submission: {metrics['submission_csv']}")
+    return '\n'.join(lines)

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from dcase_selfverify.core import get_preset
-from dcase_selfverify.cli import run_pipeline                   # the one place that names the pipeline's module
+from dcase_selfverify.pipeline import run_pipeline                 # the one place that names the pipeline's module
 from dcase_selfverify.corrections import DECISIONS_FILE, read_corrections
 from dcase_selfverify.demo_data import make_demo_dataset
 from dcase_selfverify.review import ReviewServer, load_review, serve_review
