@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #6747d6dc
 from __future__ import annotations
-import os, subprocess, sys, time
+import sys
 from pathlib import Path
 from typing import Sequence
 from fastcore.script import CliError, call_parse, parse_cli, store_true
@@ -55,20 +55,6 @@ def demo(out:str='dcase_demo',       # folder for the demo data, work folder and
     print('\n' + demo_summary(run_demo(out, quick, not no_progress)))
 
 # %% ../nbs/10_cli.ipynb #d1eb112e
-def _stage(data:str, out:str, preset:str|None, record:str|None=None, progress:bool=True,
-           epochs:int|None=None, finetune_epochs:int|None=None, iterations:int|None=None, **settings):
-    "The run context and fold table for a stage command (presets recorded for `train`/`verify`, read back for the others)."
-    from dcase_selfverify.core import load_json
-    from dcase_selfverify.pipeline import DEFAULT_PRESETS, adjust_presets, open_run, prepare_features, prepare_folds, record_presets, recorded_presets
-    work = Path(out)
-    if record: presets = adjust_presets(preset or DEFAULT_PRESETS, epochs, finetune_epochs, iterations)
-    elif (work/'run.json').exists() and 'presets' in load_json(work/'run.json'): presets = recorded_presets(work, preset.split(',') if preset else None)
-    else: presets = adjust_presets(preset or DEFAULT_PRESETS)
-    ctx = open_run(data, out, presets, progress=progress, **settings)
-    if record: record_presets(ctx.work, presets, selfverify=record == 'selfverify', **({'rule': ctx.rule} if record == 'selfverify' else {}))
-    prepare_features(ctx)
-    return ctx, prepare_folds(ctx)
-
 @call_parse
 def prepare(data:str,            # data set folder
             out:str='work',      # work folder
@@ -108,30 +94,15 @@ def train(data:str,              # data set folder
           no_progress:store_true=False, # hide progress bars
          ):
     "Train the initial fold models (all clips, mixup), resuming any that were interrupted."
-    from dcase_selfverify.pipeline import train_initial
-    ctx, table = _stage(data, out, preset, 'initial', not no_progress, epochs=epochs, device=device, seed=seed)
+    from dcase_selfverify.pipeline import run_in_processes, stage_context, train_initial
+    ctx, table = stage_context(data, out, preset, 'initial', not no_progress, epochs=epochs, device=device, seed=seed)
     fold_ids = _folds(folds) or sorted(int(f) for f in table.fold.unique())
     if parallel > 1 and len(fold_ids) > 1:
         options = ['--preset', preset, '--seed', str(seed), '--no-progress'] + (['--epochs', str(epochs)] if epochs else [])
-        _train_parallel(data, out, options, fold_ids, parallel)
+        run_in_processes([SELF + ['train', data, '--out', out, '--folds', str(fold)] + options for fold in fold_ids], parallel)
     else:
         for p in ctx.presets: train_initial(ctx, table, p, fold_ids)
     print(f"models: {', '.join(str(ctx.work/p.name) for p in ctx.presets)}")
-
-def _train_parallel(data:str, out:str, options:list, fold_ids:list, parallel:int):
-    "Run one `train` process per fold, `parallel` at a time, each on its own GPU where there are GPUs."
-    import torch
-    n_gpus, pending, running, failures = torch.cuda.device_count(), list(fold_ids), [], []
-    while pending or running:
-        while pending and len(running) < parallel:
-            fold, env = pending.pop(0), dict(os.environ)
-            if n_gpus: env['CUDA_VISIBLE_DEVICES'] = str(len(running) % n_gpus)
-            running.append((fold, subprocess.Popen(SELF + ['train', data, '--out', out, '--folds', str(fold)] + options, env=env)))
-        time.sleep(1)
-        for fold, proc in [r for r in running if r[1].poll() is not None]:
-            running.remove((fold, proc))
-            if proc.returncode: failures.append(fold)
-    if failures: raise UserError(f"training of fold(s) {failures} failed; rerun the same command to resume them")
 
 # %% ../nbs/10_cli.ipynb #232eb9ea
 @call_parse
@@ -148,8 +119,8 @@ def verify(data:str,             # data set folder
            no_progress:store_true=False, # hide progress bars
           ):
     "Iterative self-verification of the trained fold models (trains missing initial models first)."
-    from dcase_selfverify.pipeline import train_preset
-    ctx, table = _stage(data, out, preset, 'selfverify', not no_progress, epochs=epochs, finetune_epochs=finetune_epochs,
+    from dcase_selfverify.pipeline import stage_context, train_preset
+    ctx, table = stage_context(data, out, preset, 'selfverify', not no_progress, epochs=epochs, finetune_epochs=finetune_epochs,
                         iterations=iterations, rule=rule, device=device, seed=seed,
                         corrections=corrections)
     for p in ctx.presets:
@@ -163,8 +134,8 @@ def predict(data:str,            # data set folder
             device:str=None,     # cuda or cpu
            ):
     "Ensemble probabilities for the test clips (WORK/predictions.csv) and a submission (WORK/submission.csv)."
-    from dcase_selfverify.pipeline import final_members, predict_test
-    ctx, table = _stage(data, out, preset, progress=False, device=device)
+    from dcase_selfverify.pipeline import final_members, predict_test, stage_context
+    ctx, table = stage_context(data, out, preset, progress=False, device=device)
     if ctx.ds.test is None: raise UserError(f"{data} has no test split")
     predict_test(ctx, final_members(ctx, table))
     print(f"predictions: {ctx.work/'predictions.csv'}\nsubmission: {ctx.work/'submission.csv'}")

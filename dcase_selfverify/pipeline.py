@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/pipeline.html.md"""
 
 # %% ../nbs/07_pipeline.ipynb #1da060b3
 from __future__ import annotations
-import dataclasses, hashlib, time, warnings
+import dataclasses, hashlib, os, subprocess, time, warnings
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
@@ -26,9 +26,9 @@ from .training import fold_data, release_learner, scaled_constant_epochs, train_
 # %% auto #0
 __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings', 'adjust_presets', 'record_presets',
            'recorded_presets', 'RunContext', 'open_run', 'prepare_features', 'usable_mask', 'prepare_folds',
-           'train_initial', 'train_preset', 'final_members', 'initial_folder', 'selfverify_folder', 'ensemble_test',
-           'predict_test', 'read_predictions', 'export_members', 'run_pipeline', 'demo_truth', 'comparison_rows',
-           'compare_strategies', 'plot_comparison', 'run_summary']
+           'train_initial', 'train_preset', 'final_members', 'stage_context', 'run_in_processes', 'initial_folder',
+           'selfverify_folder', 'ensemble_test', 'predict_test', 'read_predictions', 'export_members', 'run_pipeline',
+           'demo_truth', 'comparison_rows', 'compare_strategies', 'plot_comparison', 'run_summary']
 
 # %% ../nbs/07_pipeline.ipynb #695c6ce9
 class PipelineError(UserError, RuntimeError):
@@ -251,6 +251,44 @@ def final_members(ctx:RunContext,     # the run
         members.append({'preset': preset, 'final': final})
     return members
 
+# %% ../nbs/07_pipeline.ipynb #2d76f0b0
+def stage_context(data:str|Path,          # data set folder
+                  out:str|Path,           # work folder
+                  preset:str|None,        # comma-separated presets (None: the recorded ones, else the defaults)
+                  record:str|None=None,   # 'initial' or 'selfverify': record these presets' settings of that stage
+                  progress:bool=True,     # progress bars
+                  epochs:int|None=None, finetune_epochs:int|None=None, iterations:int|None=None, # preset overrides
+                  **settings,             # other `open_run` / `RunContext` settings
+                 )->tuple[RunContext, pd.DataFrame]: # the run and its fold table (features extracted)
+    "The run context and fold table for a stage command."
+    work = Path(out)
+    if record: presets = adjust_presets(preset or DEFAULT_PRESETS, epochs, finetune_epochs, iterations)
+    elif (work/'run.json').exists() and 'presets' in load_json(work/'run.json'): presets = recorded_presets(work, preset.split(',') if preset else None)
+    else: presets = adjust_presets(preset or DEFAULT_PRESETS)
+    ctx = open_run(data, out, presets, progress=progress, **settings)
+    if record: record_presets(ctx.work, presets, selfverify=record == 'selfverify', **({'rule': ctx.rule} if record == 'selfverify' else {}))
+    prepare_features(ctx)
+    return ctx, prepare_folds(ctx)
+
+def run_in_processes(commands:Sequence[Sequence[str]], # one command line per process
+                     parallel:int,                     # processes at a time
+                    ):
+    "Run `commands` as processes, `parallel` at a time, each on a GPU of its own where there are GPUs; fail if any fails."
+    free_gpus = list(range(torch.cuda.device_count()))
+    pending, running, failures = list(enumerate(commands)), [], []
+    while pending or running:
+        while pending and len(running) < parallel:
+            number, command = pending.pop(0)
+            gpu, env = (free_gpus.pop(0) if free_gpus else None), dict(os.environ)
+            if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
+            running.append((number, gpu, subprocess.Popen(list(command), env=env)))
+        time.sleep(0.5)
+        for job in [job for job in running if job[2].poll() is not None]:
+            running.remove(job)
+            if job[1] is not None: free_gpus.append(job[1])
+            if job[2].returncode: failures.append(' '.join(commands[job[0]]))
+    if failures: raise PipelineError(f"{len(failures)} process(es) failed (e.g. {failures[0]}); rerun the same command to resume")
+
 # %% ../nbs/07_pipeline.ipynb #0bf8da64
 def initial_folder(ctx:RunContext, # the run (its strategy)
                    preset:Preset,  # the preset
@@ -401,11 +439,15 @@ def _trusted(folds:pd.DataFrame, strategy:Strategy, result:dict|None, truth:pd.S
 # %% ../nbs/07_pipeline.ipynb #6d08f01e
 def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str, truth:pd.Series|None)->dict:
     "Train (or resume) one row of the comparison (the context's strategy and rule) and measure it."
-    record = ctx.work/'comparison'/f'{name}.json'
-    started = time.time()
-    member = train_preset(ctx, folds, preset)
-    seconds = load_json(record)['seconds'] if record.exists() else round(time.time() - started, 1)
-    save_json(record, {'seconds': seconds})
+    def timed(record:Path, work)->float:
+        "Seconds `work()` took when it first ran (kept in `record`, so a resumed or shared step keeps its first figure)."
+        started = time.time()
+        result = work()
+        if not record.exists(): save_json(record, {'seconds': round(time.time() - started, 1)})
+        return result, load_json(record)['seconds']
+    _, initial_seconds = timed(initial_folder(ctx, preset)/'initial_seconds.json', lambda: train_initial(ctx, folds, preset))
+    member, more_seconds = timed(ctx.work/'comparison'/f'{name}.json', lambda: train_preset(ctx, folds, preset))
+    seconds = initial_seconds + more_seconds
     scores = _kept_scores(ctx, folds, preset, member['final'])
     row = {'strategy': name, 'rule': ctx.rule if ctx.strategy.selfverify else '-', 'valid_accuracy': scores.accuracy.mean(), 'valid_accuracy_std': scores.accuracy.std(ddof=0),
            'valid_map3': scores.map3.mean(), 'valid_map3_std': scores.map3.std(ddof=0)}

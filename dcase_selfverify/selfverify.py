@@ -195,7 +195,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
     verified, fold_of = folds.manually_verified.to_numpy(bool), folds.fold.to_numpy()
     usable = np.ones(len(folds), bool) if usable is None else np.asarray(usable, bool)
     candidates = candidate_table(folds, classes, usable)
-    targets = torch.from_numpy(folds.label.map({name: i for i, name in enumerate(classes)}).to_numpy(np.int64))
+    targets = torch.from_numpy(np.array(folds.label.map({name: i for i, name in enumerate(classes)}), dtype=np.int64))
     def fold_split(fold, trusted):
         return FoldData(specs, targets, np.flatnonzero((fold_of != fold) & trusted & usable),
                         np.flatnonzero((fold_of == fold) & verified & usable), tuple(classes))

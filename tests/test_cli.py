@@ -34,7 +34,7 @@ def generic_run(datasets, tmp_path_factory):
 
 def test_help_lists_every_command():
     result = cli('--help', check=0)
-    for command in ('demo', 'run', 'prepare', 'folds', 'train', 'verify', 'predict', 'evaluate', 'submit', 'tag', 'export'):
+    for command in ('demo', 'run', 'prepare', 'folds', 'train', 'verify', 'predict', 'evaluate', 'submit', 'compare', 'review', 'tag', 'export'):
         assert f'  {command} ' in result.stdout
         sub = cli(command, '--help', check=0)
         assert 'usage: dcase-selfverify ' + command in sub.stdout
@@ -168,3 +168,17 @@ def test_user_errors_are_one_line(tmp_path):
         result = cli(*args, check=2)
         assert message in result.stderr and 'Traceback' not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+def test_run_with_a_strategy_and_a_rule(datasets, tmp_path):
+    "`run --strategy NAME --rule NAME`: Lq initial training, then self-verification with the adaptive rule."
+    work = tmp_path/'lq'
+    result = cli('run', datasets['generic'], '--out', work, *FAST, '--strategy', 'lq+selfverify', '--rule', 'adaptive', check=0)
+    metrics = json.loads((work/'metrics.json').read_text())
+    assert metrics['strategy']['name'] == 'lq+selfverify' and metrics['strategy']['loss'] == 'lq_loss'
+    assert (work/'tiny_lq'/'selfverify_adaptive'/'adaptive_01.csv').exists()
+    assert metrics['presets']['tiny']['audit_csv'] == str(work/'tiny_lq'/'selfverify_adaptive'/'audit.csv')
+    assert 'kept iteration' in result.stdout
+    result = cli('run', datasets['generic'], '--out', tmp_path/'bad', *FAST, '--strategy', 'magic', check=2)
+    assert 'Unknown strategy' in result.stderr
+    result = cli('run', datasets['generic'], '--out', tmp_path/'bad', *FAST, '--rule', 'vote', check=2)
+    assert 'Unknown rule' in result.stderr
