@@ -61,7 +61,7 @@ def test_compare_strategies_rules_and_controls(data, tmp_path):
     assert saved.strategy.tolist() == expected and (tmp_path/'work'/'comparison.png').stat().st_size > 1000
     rows = table.set_index('strategy')
     folds = pd.read_csv(tmp_path/'work'/'folds.csv')
-    unverified = folds[~folds.manually_verified]
+    unverified = folds[~folds.manually_verified.astype(bool)]
     assert rows.loc['verified-only', 'n_trusted_unverified'] == 0 and rows.loc['control: fine-tune on verified only', 'n_trusted_unverified'] == 0
     assert rows.loc['all', 'n_trusted_unverified'] == len(unverified)
     right = (unverified.label.to_numpy() == unverified.fname.map(truth.set_index('fname').true_label).to_numpy()).mean()
