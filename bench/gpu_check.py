@@ -1,7 +1,7 @@
 """One check of the training stack on a GPU machine: speed of the fastai path against a plain PyTorch loop, device memory,
 prediction speed, and a short end-to-end run. Writes the "## GPU check" section of bench/RESULTS.md.
 
-On a machine with one CUDA GPU, from the repository root (about 6 minutes on an H200, under 8):
+On a machine with one CUDA GPU, from the repository root (about 6 minutes expected on an H200; it must stay under 8):
 
     pip install -e .                      # with a package registry; then:
     python bench/gpu_check.py
@@ -155,15 +155,18 @@ def throughput(data, preset, device, fast, compile, warmup, timed, repeats)->dic
     return {'rates': rates, 'syncs_per_batch': syncs}
 
 def memory_check(data:FoldData, preset, device, folder:Path)->dict:
-    "Peak device memory of one fold's epoch and one fine-tuning round on `data`, memory after release, and loader copies."
+    "Peak device memory of one fold's epoch (then resumed for a second) and one fine-tuning round on `data`, memory after release, loader copies."
     on_gpu = str(device).startswith('cuda')
     data_bytes = data.specs.numel() * data.specs.element_size()
     if on_gpu: torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     learn = train_fold(data, preset, folder/'fold', epochs=1, device=device, progress=False)
     shared = learn.dls.train.specs.data_ptr() == data.specs.data_ptr() == learn.dls.valid.specs.data_ptr()
-    model = learn.model
     peak_fold = torch.cuda.max_memory_allocated() if on_gpu else None
+    release_learner(learn)
+    learn = train_fold(data, preset, folder/'fold', epochs=2, device=device, progress=False)   # resumes: optimizer state onto the device
+    resumed = learn.history.epoch.tolist() == [0, 1]
+    model = learn.model
     release_learner(learn)
     tune = make_learner(data, preset.replace(epoch_size=10 * preset.batch_size), device, mixup=None, model=model)
     fit_resumable(tune, folder/'finetune', 1, preset.finetune_lr, 1, progress=False)
@@ -173,7 +176,7 @@ def memory_check(data:FoldData, preset, device, folder:Path)->dict:
     seconds = time.perf_counter() - started
     after = torch.cuda.memory_allocated() if on_gpu else None
     return dict(data_bytes=data_bytes, peak_fold=peak_fold, peak=torch.cuda.max_memory_allocated() if on_gpu else None,
-                reserved=torch.cuda.max_memory_reserved() if on_gpu else None, after_release=after, shared=shared, seconds=seconds)
+                reserved=torch.cuda.max_memory_reserved() if on_gpu else None, after_release=after, shared=shared, resumed=resumed, seconds=seconds)
 
 def prediction_speed(data:FoldData, preset, device, n_judge:int, n_test:int)->dict:
     "Clips/s of 25-excerpt judging and of whole-clip prediction through `model.predict` (a freshly built network)."
@@ -227,10 +230,11 @@ def report(info:dict, setting:str, runs:dict, memory:dict, speeds:dict, demo:dic
         lines.append(f"| {'yes' if compiled else 'no'} | {plain:,.0f} | {fast:,.0f} | **{fast / plain:.2f}** | {syncs} | "
                      f"{', '.join(f'{r:,.0f}' for r in run['rates']['plain'])}; {', '.join(f'{r:,.0f}' for r in run['rates']['fastai'])} |")
     gib = lambda n: 'n/a (CPU)' if n is None else f"{n / 2**30:.2f} GiB"
-    lines += ["", f"Memory: one fold (1 epoch, validation, checkpoints) and one 10-batch fine-tuning round on a random float16 tensor of "
+    lines += ["", f"Memory: one fold (1 epoch, validation, checkpoints; then resumed for a 2nd) and one 10-batch fine-tuning round on a random float16 tensor of "
               f"{memory['data_bytes'] / 2**30:.2f} GiB: peak allocated {gib(memory['peak_fold'])} during the fold, {gib(memory['peak'])} over both, "
               f"peak reserved {gib(memory['reserved'])}; allocated after `release_learner`: {gib(memory['after_release'])}; "
-              f"loaders share the caller's tensor (no copy): {memory['shared']}; {memory['seconds']:.0f} s.", "",
+              f"loaders share the caller's tensor (no copy): {memory['shared']}; resuming the fold for a second epoch from `last.pth` worked: "
+              f"{memory['resumed']}; {memory['seconds']:.0f} s.", "",
               "Prediction through `model.predict` (the same network, untrained; bf16 autocast on CUDA): " +
               '; '.join(f"{name} {rate:,.0f} clips/s" for name, rate in speeds.items()) + ".", "",
               f"End to end: `run_pipeline` on the demo data ({demo['settings']['n_classes']} classes x {demo['settings']['clips_per_class']} clips, "

@@ -18,7 +18,7 @@ from results import cpu_model, write_section
 from fastai.callback.core import Callback, CancelFitException
 from dcase_selfverify.core import get_preset
 from dcase_selfverify.model import build_model
-from dcase_selfverify.training import FoldData, make_learner
+from dcase_selfverify.training import FoldData, make_learner, quiet
 
 def _sync(device):
     if str(device).startswith('cuda'): torch.cuda.synchronize()
@@ -56,7 +56,7 @@ def fastai_rate(data, preset, device, fast, compile, warmup, timed, probe=False)
     model = probe_model(len(data.classes)) if probe else None
     learn = make_learner(data, preset, device, mixup='fastai', seed=0, fast=fast, compile=compile, model=model)
     timer = _Timer(warmup, timed, device)
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, preset.lr, cbs=[timer])
+    with quiet(learn): learn.fit(1, preset.lr, cbs=[timer])
     return timed * preset.batch_size / timer.seconds
 
 def plain_rate(data, preset, device, fast, compile, warmup, timed, probe=False)->float:

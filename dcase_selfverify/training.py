@@ -69,7 +69,7 @@ class ExcerptDataLoader(DataLoader):
                  **kwargs):
         self.specs, self.targets = specs, torch.as_tensor(targets, dtype=torch.long).to(specs.device)
         self.verified = None if verified is None else torch.as_tensor(verified, dtype=torch.bool).to(specs.device)
-        self.clip_indices = torch.from_numpy(np.array(indices, dtype=np.int64))
+        self.clip_indices = torch.as_tensor(indices if isinstance(indices, torch.Tensor) else np.asarray(indices, dtype=np.int64), dtype=torch.int64)
         self.excerpt_frames, self.seed, self.epoch, self.channels_last = excerpt_frames, seed, 0, channels_last
         self.vocab = list(vocab) if vocab is not None else None
         if excerpt_frames is not None and excerpt_frames > specs.shape[-1]:
@@ -196,7 +196,7 @@ class DeviceRecorder(Recorder):
 
 class SparseProgressCallback(ProgressCallback):
     "fastai's progress bars; the bar moves every batch, its loss comment is read from the device only every `every` batches."
-    def __init__(self, every:int=20): self.every = every
+    def __init__(self, every:int=25): self.every = every
     @property
     def name(self): return 'progress'   # `learn.progress`, as fastai's `no_bar` expects
     def after_batch(self):
@@ -269,7 +269,7 @@ def make_learner(data:FoldData,            # spectrograms and split
                  loss_func:Callable|None=None,    # `(logits, y)` or `(logits, y, verified)`; default: cross-entropy
                  cbs:Sequence[Callback]|None=None, # extra callbacks
                  verified_flags:bool|None=None,   # training batches carry the verified flags; None: when `loss_func` takes them
-                 progress_every:int=20,           # batches between two readings of the loss for the progress bar
+                 progress_every:int=25,           # batches between two readings of the loss for the progress bar
                 )->Learner:
     "A fastai `Learner` for one fold: VGG-GAP network, Adam, cross-entropy, accuracy and MAP@3."
     preset, device = get_preset(preset), device or default_device()

@@ -13,6 +13,6 @@ def test_gpu_check_small_mode_on_cpu():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert '## GPU check' in out and '| no |' in out
-    assert "loaders share the caller's tensor (no copy): True" in out
+    assert "loaders share the caller's tensor (no copy): True" in out and 'second epoch from `last.pth` worked: True' in out
     assert 'judging, 25 excerpts' in out and 'End to end: `run_pipeline`' in out and 'test MAP@3 None' not in out
     assert (results.read_text() if results.exists() else None) == before     # the small mode writes nothing
