@@ -39,14 +39,10 @@ from fastcore.script import call_parse, store_true
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO/'bench'))
 sys.path.insert(0, str(REPO))
-from results import cpu_model, write_section
-from fastai.callback.core import Callback, CancelFitException
+from results import BatchTimer, cpu_model, sync, write_section
 from dcase_selfverify.core import get_preset
 from dcase_selfverify.model import build_model, predict
 from dcase_selfverify.training import FoldData, fit_resumable, make_learner, quiet, release_learner, train_fold
-
-def _sync(device):
-    if str(device).startswith('cuda'): torch.cuda.synchronize()
 
 def random_data(n_clips:int, n_frames:int, n_classes:int, device, n_valid:int|None=None)->FoldData:
     "Random float16 spectrograms made on `device`; the last `n_valid` clips validate, the others train."
@@ -93,26 +89,12 @@ class PlainLoop:
     def seconds(self, warmup:int, timed:int)->float:
         "Wall time of `timed` steps after `warmup` untimed ones."
         for _ in range(warmup): self.step()
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         for _ in range(timed): self.step()
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter() - start
 
-class _Timer(Callback):
-    "Time `timed` training batches after `warmup` ones, then stop the fit (no validation)."
-    order = 100
-    def __init__(self, warmup, timed, device): self.warmup, self.timed, self.device, self.count = warmup, timed, device, 0
-    def after_batch(self):
-        if not self.training: return
-        self.count += 1
-        if self.count == self.warmup:
-            _sync(self.device)
-            self.start = time.perf_counter()
-        elif self.count == self.warmup + self.timed:
-            _sync(self.device)
-            self.seconds = time.perf_counter() - self.start
-            raise CancelFitException
 
 class FastaiLoop:
     "The project's path: `make_learner` (ExcerptDataLoader, DeviceMixUp, AuthorsAdam, DeviceRecorder, progress callback) and `fit`."
@@ -122,7 +104,7 @@ class FastaiLoop:
         self.device, self.lr = device, preset.lr
 
     def seconds(self, warmup:int, timed:int)->float:
-        timer = _Timer(warmup, timed, self.device)
+        timer = BatchTimer(warmup, timed, self.device)
         with quiet(self.learn): self.learn.fit(1, self.lr, cbs=[timer])
         return timer.seconds
 
@@ -186,10 +168,10 @@ def prediction_speed(data:FoldData, preset, device, n_judge:int, n_test:int)->di
                                 ('whole clips, batch 64', n_test, dict(batch_size=64))):
         indices = np.arange(count) % len(data.specs)
         predict(model, data.specs, indices[:min(count, 64)], device=device, **kwargs)      # warm up
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         probs = predict(model, data.specs, indices, device=device, **kwargs)
-        _sync(device)
+        sync(device)
         speeds[name] = count / (time.perf_counter() - start)
         assert probs.shape == (count, len(data.classes)) and np.isfinite(probs).all()
     return speeds

@@ -14,14 +14,10 @@ from fastcore.script import call_parse
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from results import cpu_model, write_section
-from fastai.callback.core import Callback, CancelFitException
+from results import BatchTimer, cpu_model, sync, write_section
 from dcase_selfverify.core import get_preset
 from dcase_selfverify.model import build_model
 from dcase_selfverify.training import FoldData, make_learner, quiet
-
-def _sync(device):
-    if str(device).startswith('cuda'): torch.cuda.synchronize()
 
 def synthetic_data(n_clips:int, n_frames:int, n_classes:int, device)->FoldData:
     "Random float16 spectrograms (on `device`) and labels; all clips train, a few validate."
@@ -30,20 +26,6 @@ def synthetic_data(n_clips:int, n_frames:int, n_classes:int, device)->FoldData:
     targets = torch.arange(n_clips) % n_classes
     return FoldData(specs, targets, np.arange(n_clips), np.arange(min(8, n_clips)), tuple(f'c{i}' for i in range(n_classes)))
 
-class _Timer(Callback):
-    "Time `timed` batches after `warmup` ones, then stop the fit."
-    order = 100
-    def __init__(self, warmup, timed, device): self.warmup, self.timed, self.device, self.count = warmup, timed, device, 0
-    def after_batch(self):
-        if not self.training: return
-        self.count += 1
-        if self.count == self.warmup:
-            _sync(self.device)
-            self.start = time.perf_counter()
-        elif self.count == self.warmup + self.timed:
-            _sync(self.device)
-            self.seconds = time.perf_counter() - self.start
-            raise CancelFitException
 
 def probe_model(n_classes:int)->torch.nn.Module:
     "A network with almost no compute: what remains of a step's time is the training loop's own overhead."
@@ -55,7 +37,7 @@ def fastai_rate(data, preset, device, fast, compile, warmup, timed, probe=False)
     torch.manual_seed(0)
     model = probe_model(len(data.classes)) if probe else None
     learn = make_learner(data, preset, device, mixup='fastai', seed=0, fast=fast, compile=compile, model=model)
-    timer = _Timer(warmup, timed, device)
+    timer = BatchTimer(warmup, timed, device)
     with quiet(learn): learn.fit(1, preset.lr, cbs=[timer])
     return timed * preset.batch_size / timer.seconds
 
@@ -92,10 +74,10 @@ def plain_rate(data, preset, device, fast, compile, warmup, timed, probe=False)-
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     for _ in range(warmup): step()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(timed): step()
-    _sync(device)
+    sync(device)
     return timed * batch_size / (time.perf_counter() - start)
 
 def activation_bytes(preset_name:str, batch:int, frames:int)->tuple[int, int]:

@@ -236,7 +236,7 @@ def make_dataloaders(data:FoldData,         # spectrograms and the fold's split
     specs = data.specs.to(device, non_blocking=True) if on_gpu else data.specs   # no copy when already there
     targets = data.targets.to(specs.device)
     if verified_flags and data.verified is None: raise ValueError("verified_flags needs FoldData.verified (fold_data fills it)")
-    verified = torch.from_numpy(np.asarray(data.verified, bool)) if verified_flags else None
+    verified = torch.from_numpy(np.array(data.verified, dtype=bool)) if verified_flags else None
     epoch_size = preset.epoch_size or len(data.train_idx)
     train_idx = np.resize(np.asarray(data.train_idx), epoch_size) if epoch_size != len(data.train_idx) else data.train_idx
     train = ExcerptDataLoader(specs, targets, train_idx, preset.excerpt_frames, bs=preset.batch_size, shuffle=True,
