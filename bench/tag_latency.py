@@ -18,12 +18,15 @@ from results import cpu_model, write_section
 # What the thin `tag` command does (cli.tag after the lead's lazy-import rewrite): import only tagging's names, load, tag, print.
 THIN_TAG = ("import sys; from dcase_selfverify.tagging import load_ensemble, tag_files, plot_timeline; "
             "print(tag_files(sys.argv[1], load_ensemble(sys.argv[2], 'cpu'), 3).to_string(index=False))")
+# The same with torch's intra-op threads set to one: on a shared 2-core machine two threads wait on each other.
+THIN_TAG_ONE_THREAD = "import torch; torch.set_num_threads(1); " + THIN_TAG
 IMPORT_ONLY = "import dcase_selfverify.tagging"
 # In-process: import, load the ensemble, one cold prediction, then warm repetitions of the front end, the networks and both.
 IN_PROCESS = """
 import json, statistics, sys, time
 start = time.perf_counter()
 from dcase_selfverify.tagging import load_ensemble
+import torch
 imported = time.perf_counter()
 ensemble = load_ensemble(sys.argv[2], 'cpu')
 loaded = time.perf_counter()
@@ -39,7 +42,8 @@ print(json.dumps({'import': imported - start, 'load': loaded - imported, 'first_
                   'predict_file': median_of(lambda: ensemble.predict_file(sys.argv[1])),
                   'predict_file_cpu': median_of(lambda: ensemble.predict_file(sys.argv[1]), clock=time.process_time),
                   'front_end': median_of(lambda: ensemble.file_spectrograms(sys.argv[1])),
-                  'networks': median_of(lambda: ensemble.predict_spectrograms(specs))}))
+                  'networks': median_of(lambda: ensemble.predict_spectrograms(specs)),
+                  'networks_one_thread': (torch.set_num_threads(1), median_of(lambda: ensemble.predict_spectrograms(specs)))[1]}))
 """
 
 def make_inputs(folder:Path, seconds:float=30.0)->tuple[Path, Path]:
@@ -75,6 +79,7 @@ def shell_commands(clip:Path, export:Path)->dict[str, list[str]]:
     return {'`dcase-selfverify tag clip.wav --model EXPORT` (the command-line module as it is)':
                 [str(console_script), 'tag', str(clip), '--model', str(export), '--device', 'cpu'],
             '`python -c "<thin tag>"`: what the lazy `tag` command does': [sys.executable, '-c', THIN_TAG, str(clip), str(export)],
+            '`python -c "<thin tag>"` with `torch.set_num_threads(1)` first': [sys.executable, '-c', THIN_TAG_ONE_THREAD, str(clip), str(export)],
             '`python -c "import dcase_selfverify.tagging"`': [sys.executable, '-c', IMPORT_ONLY],
             '`python -c "import torch"` (for scale)': [sys.executable, '-c', 'import torch'],
             '`python -c "pass"` (interpreter start)': [sys.executable, '-c', 'pass']}
@@ -119,7 +124,7 @@ def report(shell:dict, in_process:dict, roots:dict, loads:tuple, repeats:int, cl
     lines += ['', '| in-process | ' + ' | '.join(labels) + ' |', '|---|' + '---|' * len(labels)]
     for key, name in [('import', 'import tagging'), ('load', 'load_ensemble'), ('first_predict', 'first predict_file (cold)'),
                       ('predict_file', 'predict_file, warm'), ('predict_file_cpu', '  its CPU seconds (all threads)'), ('front_end', '  of which the audio front end'),
-                      ('networks', '  of which the 4 networks')]:
+                      ('networks', '  of which the 4 networks'), ('networks_one_thread', '  the 4 networks with one torch thread')]:
         lines.append(f'| {name} | ' + ' | '.join(f"{in_process[label][key]:.3f}" for label in labels) + ' |')
     return '\n'.join(lines) + '\n'
 
