@@ -359,6 +359,78 @@ def _noise_count(rate:float, n_unverified:int)->int:
     return int(np.clip(round(rate * n_unverified), low, high)) if low <= high else int(round(rate * n_unverified))
 
 # %% ../nbs/00a_demo_data.ipynb #fd8c0269
+def _class_train_rows(rng:np.random.Generator, label:str, classes:Sequence[str], fnames:Sequence[str],
+                      verified_share:float)->list[dict]:
+    "The training rows of one class: which clips are verified, which labels are wrong (and how), which carry a second source."
+    clips_per_class = len(fnames)
+    order = rng.permutation(clips_per_class)
+    n_verified = int(round(verified_share * clips_per_class))
+    unverified = order[n_verified:]
+    noisy = set(rng.choice(unverified, _noise_count(_uniform(rng, NOISE_RATE_RANGE), len(unverified)), replace=False).tolist())
+    similar = [c for c in SIMILAR[label] if c in classes]
+    others = [c for c in classes if c != label]
+    rows = []
+    for i in range(clips_per_class):
+        row = dict(fname=fnames[i], split='train', label=label, true_label=label,
+                   manually_verified=int(i in order[:n_verified]), noise_kind='none', mixed_with='', mix_db=0.0, usage='')
+        if i in noisy:
+            kind = str(rng.choice(list(NOISE_KINDS), p=list(NOISE_KINDS.values())))
+            if kind == 'similar' and not similar: kind = 'uniform'
+            pool = similar if kind == 'similar' or (kind == 'mixed' and similar and rng.random() < 0.5) else others
+            row.update(noise_kind=kind, label=str(rng.choice(pool)))
+            if kind == 'mixed': row.update(mixed_with=row['label'], mix_db=round(_uniform(rng, (-10, -3)), 2))
+        elif not row['manually_verified'] and rng.random() < 0.1:
+            row.update(mixed_with=str(rng.choice(others)), mix_db=round(_uniform(rng, (-20, -10)), 2))
+        rows.append(row)
+    return rows
+
+def _test_rows(classes:Sequence[str], fnames:Sequence[str], clips_per_class:int)->list[dict]:
+    "The test rows, `clips_per_class` per class in class order, all correctly labelled and 'Private' for now."
+    return [dict(fname=fnames[class_index * clips_per_class + i], split='test', label=label, true_label=label,
+                 manually_verified=1, noise_kind='none', mixed_with='', mix_db=0.0, usage='Private')
+            for class_index, label in enumerate(classes) for i in range(clips_per_class)]
+
+def _log_normal_durations(rng:np.random.Generator, count:int, max_duration:float)->np.ndarray:
+    "`count` clip durations (s), log-normal around `DURATION_MEDIAN`, clipped to [MIN_DURATION, max_duration], in ms steps."
+    return np.round(np.clip(np.exp(rng.normal(np.log(DURATION_MEDIAN), DURATION_SIGMA, count)), MIN_DURATION, max_duration), 3)
+
+def _draw_clip_properties(rng:np.random.Generator, truth:pd.DataFrame, sr:int, max_duration:float):
+    "Draw, in place, the Public test clips, every clip's duration and audio seed, and the ordinary format."
+    test_index = truth.index[truth.split == 'test']
+    truth.loc[rng.choice(test_index, int(round(PUBLIC_SHARE * len(test_index))), replace=False), 'usage'] = 'Public'
+    truth['duration'] = _log_normal_durations(rng, len(truth), max_duration)
+    truth['sr'], truth['channels'], truth['subtype'], truth['format'] = sr, 1, 'PCM_16', 'pcm16'
+    truth['seed'] = rng.integers(0, 2 ** 62, len(truth))
+
+def _mark_broken_files(rng:np.random.Generator, truth:pd.DataFrame):
+    "Turn, in place, two correctly labelled unverified training clips (an empty and a corrupt one) and one test clip (empty) into broken files."
+    candidates = truth.index[(truth.split == 'train') & (truth.manually_verified == 0) & (truth.noise_kind == 'none') & (truth.mixed_with == '')]
+    test_index = truth.index[truth.split == 'test']
+    if len(candidates) < 2 or len(test_index) < 1: raise ValueError("The data set is too small to hold the broken files; pass broken_files=False")
+    empty_train, corrupt_train = rng.choice(candidates, 2, replace=False)
+    for index, kind in ((empty_train, 'empty'), (corrupt_train, 'corrupt'), (rng.choice(test_index), 'empty')):
+        truth.loc[index, ['format', 'duration']] = kind, 0.0
+
+def _assign_odd_formats(rng:np.random.Generator, truth:pd.DataFrame):
+    "Give, in place, `ODD_SHARE` of the clips (at least one) each of the `ODD_FORMATS`: stereo, 24-bit, 22.05 and 48 kHz."
+    n_each = max(1, int(round(ODD_SHARE * len(truth))))
+    candidates = truth.index[truth.format == 'pcm16']
+    if len(candidates) < n_each * len(ODD_FORMATS): raise ValueError("The data set is too small for the odd formats; pass odd_formats=False")
+    chosen = rng.choice(candidates, n_each * len(ODD_FORMATS), replace=False)
+    for format_index, (note, changes) in enumerate(ODD_FORMATS.items()):
+        for index in chosen[format_index * n_each:(format_index + 1) * n_each]:
+            truth.loc[index, 'format'] = note
+            for column, value in changes.items(): truth.loc[index, column] = value
+
+def _ignored_rows(seed:int, classes:Sequence[str], n_ignored:int, taken:set, sr:int, max_duration:float)->pd.DataFrame:
+    "Kaggle's unlabelled 'Ignored' test padding, drawn from its own generator so that it leaves the other draws unchanged."
+    padding_rng = np.random.default_rng([seed, 1])
+    return pd.DataFrame(dict(fname=_unique_names(padding_rng, n_ignored, taken), split='test', label='',
+                             true_label=padding_rng.choice(classes, n_ignored), manually_verified=0, noise_kind='none',
+                             mixed_with='', mix_db=0.0, usage='Ignored',
+                             duration=_log_normal_durations(padding_rng, n_ignored, max_duration),
+                             sr=sr, channels=1, subtype='PCM_16', format='pcm16', seed=padding_rng.integers(0, 2 ** 62, n_ignored)))
+
 def plan_demo_dataset(n_classes:int=12,           # number of classes (at most len(DEMO_CLASSES))
                       clips_per_class:int=40,     # training clips per class
                       test_clips_per_class:int=10, # test clips per class
@@ -375,63 +447,18 @@ def plan_demo_dataset(n_classes:int=12,           # number of classes (at most l
     if max_duration < MIN_DURATION: raise ValueError(f"max_duration must be at least {MIN_DURATION} s, got {max_duration}")
     if clips_per_class < 1 or test_clips_per_class < 0: raise ValueError("clips_per_class must be >= 1 and test_clips_per_class >= 0")
     classes = demo_classes(n_classes)
-    rng = np.random.default_rng(seed)
-    n_train, n_test = n_classes * clips_per_class, n_classes * test_clips_per_class
-    names = _unique_names(rng, n_train + n_test)
+    rng = np.random.default_rng(seed)   # one generator, drawn from in a fixed order: the same seed gives the same plan
+    n_train = n_classes * clips_per_class
+    names = _unique_names(rng, n_train + n_classes * test_clips_per_class)
     rows = []
     for class_index, label in enumerate(classes):
-        order = rng.permutation(clips_per_class)
-        n_verified = int(round(verified_share * clips_per_class))
-        unverified = order[n_verified:]
-        noisy = set(rng.choice(unverified, _noise_count(_uniform(rng, NOISE_RATE_RANGE), len(unverified)), replace=False).tolist())
-        similar = [c for c in SIMILAR[label] if c in classes]
-        others = [c for c in classes if c != label]
-        for i in range(clips_per_class):
-            row = dict(fname=names[class_index * clips_per_class + i], split='train', label=label, true_label=label,
-                       manually_verified=int(i in order[:n_verified]), noise_kind='none', mixed_with='', mix_db=0.0, usage='')
-            if i in noisy:
-                kind = str(rng.choice(list(NOISE_KINDS), p=list(NOISE_KINDS.values())))
-                if kind == 'similar' and not similar: kind = 'uniform'
-                pool = similar if kind == 'similar' or (kind == 'mixed' and similar and rng.random() < 0.5) else others
-                row.update(noise_kind=kind, label=str(rng.choice(pool)))
-                if kind == 'mixed': row.update(mixed_with=row['label'], mix_db=round(_uniform(rng, (-10, -3)), 2))
-            elif not row['manually_verified'] and rng.random() < 0.1:
-                row.update(mixed_with=str(rng.choice(others)), mix_db=round(_uniform(rng, (-20, -10)), 2))
-            rows.append(row)
-    for class_index, label in enumerate(classes):
-        for i in range(test_clips_per_class):
-            rows.append(dict(fname=names[n_train + class_index * test_clips_per_class + i], split='test', label=label, true_label=label,
-                             manually_verified=1, noise_kind='none', mixed_with='', mix_db=0.0, usage='Private'))
-    truth = pd.DataFrame(rows)
-    test_index = truth.index[truth.split == 'test']
-    truth.loc[rng.choice(test_index, int(round(PUBLIC_SHARE * len(test_index))), replace=False), 'usage'] = 'Public'
-    durations = np.exp(rng.normal(np.log(DURATION_MEDIAN), DURATION_SIGMA, len(truth)))
-    truth['duration'] = np.round(np.clip(durations, MIN_DURATION, max_duration), 3)
-    truth['sr'], truth['channels'], truth['subtype'], truth['format'] = sr, 1, 'PCM_16', 'pcm16'
-    truth['seed'] = rng.integers(0, 2 ** 62, len(truth))
-    if broken_files:
-        candidates = truth.index[(truth.split == 'train') & (truth.manually_verified == 0) & (truth.noise_kind == 'none') & (truth.mixed_with == '')]
-        if len(candidates) < 2 or len(test_index) < 1: raise ValueError("The data set is too small to hold the broken files; pass broken_files=False")
-        empty_train, corrupt_train = rng.choice(candidates, 2, replace=False)
-        for index, kind in ((empty_train, 'empty'), (corrupt_train, 'corrupt'), (rng.choice(test_index), 'empty')):
-            truth.loc[index, ['format', 'duration']] = kind, 0.0
-    if odd_formats:
-        n_each = max(1, int(round(ODD_SHARE * len(truth))))
-        candidates = truth.index[truth.format == 'pcm16']
-        if len(candidates) < n_each * len(ODD_FORMATS): raise ValueError("The data set is too small for the odd formats; pass odd_formats=False")
-        chosen = rng.choice(candidates, n_each * len(ODD_FORMATS), replace=False)
-        for format_index, (note, changes) in enumerate(ODD_FORMATS.items()):
-            for index in chosen[format_index * n_each:(format_index + 1) * n_each]:
-                truth.loc[index, 'format'] = note
-                for column, value in changes.items(): truth.loc[index, column] = value
-    if n_ignored:
-        padding_rng = np.random.default_rng([seed, 1])
-        padding = pd.DataFrame(dict(fname=_unique_names(padding_rng, n_ignored, set(truth.fname)), split='test', label='',
-                                    true_label=padding_rng.choice(classes, n_ignored), manually_verified=0, noise_kind='none',
-                                    mixed_with='', mix_db=0.0, usage='Ignored',
-                                    duration=np.round(np.clip(np.exp(padding_rng.normal(np.log(DURATION_MEDIAN), DURATION_SIGMA, n_ignored)), MIN_DURATION, max_duration), 3),
-                                    sr=sr, channels=1, subtype='PCM_16', format='pcm16', seed=padding_rng.integers(0, 2 ** 62, n_ignored)))
-        truth = pd.concat([truth, padding], ignore_index=True)
+        class_names = names[class_index * clips_per_class:(class_index + 1) * clips_per_class]
+        rows += _class_train_rows(rng, label, classes, class_names, verified_share)
+    truth = pd.DataFrame(rows + _test_rows(classes, names[n_train:], test_clips_per_class))
+    _draw_clip_properties(rng, truth, sr, max_duration)
+    if broken_files: _mark_broken_files(rng, truth)
+    if odd_formats: _assign_odd_formats(rng, truth)
+    if n_ignored: truth = pd.concat([truth, _ignored_rows(seed, classes, n_ignored, set(truth.fname), sr, max_duration)], ignore_index=True)
     return truth[TRUTH_COLUMNS].sort_values(['split', 'fname'], ascending=[False, True]).reset_index(drop=True)
 
 # %% ../nbs/00a_demo_data.ipynb #408a2355

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 import pandas as pd
-import scipy.fft
 import soundfile as sf
+import soxr
 import librosa
-from fastprogress.fastprogress import progress_bar
 from .core import UserError, save_array, save_json, load_json, save_csv
 
 # %% auto #0
@@ -63,9 +62,13 @@ def resample(y:np.ndarray, # mono signal
              orig_sr:int,  # its sample rate
              sr:int,       # the wanted sample rate
             )->np.ndarray: # float32 signal at `sr`
-    "Resample with soxr (high quality); a no-op when the rates agree."
+    "Resample with soxr (high quality) to librosa's output length; a no-op when the rates agree."
     if orig_sr == sr or len(y) == 0: return np.asarray(y, dtype=np.float32)
-    return librosa.resample(np.asarray(y, dtype=np.float32), orig_sr=orig_sr, target_sr=sr, res_type='soxr_hq').astype(np.float32)
+    y = np.asarray(y, dtype=np.float32)
+    resampled = soxr.resample(y, orig_sr, sr, quality='soxr_hq')
+    n_samples = int(np.ceil(len(y) * (float(sr) / orig_sr)))   # librosa's length, computed as librosa does
+    if len(resampled) >= n_samples: return np.ascontiguousarray(resampled[:n_samples], dtype=np.float32)
+    return np.pad(resampled, (0, n_samples - len(resampled))).astype(np.float32)
 
 def load_audio(path:str|Path,        # audio file (wav of any bit depth, channels and rate; anything soundfile or librosa reads)
                sr:int|None=SAMPLE_RATE, # target sample rate; None keeps the file's own
@@ -136,21 +139,64 @@ def sox_bounds(original:np.ndarray, # the signal SoX was given (mono)
     return start, start + len(clipped)
 
 # %% ../nbs/01_preprocessing.ipynb #70031dbd
+_MEL_LINEAR_STEP, _MEL_LOG_HZ = 200.0 / 3, 1000.0   # Slaney mel scale: linear below 1 kHz, logarithmic above
+_MEL_LOG_STEP = np.log(6.4) / 27.0
+
+def _hz_to_mel(frequencies:np.ndarray|float)->np.ndarray:
+    "Slaney mel of `frequencies` (Hz), as `librosa.hz_to_mel` computes it."
+    frequencies = np.asanyarray(frequencies)
+    mels = (frequencies - 0.0) / _MEL_LINEAR_STEP
+    min_log_mel = (_MEL_LOG_HZ - 0.0) / _MEL_LINEAR_STEP
+    if frequencies.ndim:
+        log_part = frequencies >= _MEL_LOG_HZ
+        mels[log_part] = min_log_mel + np.log(frequencies[log_part] / _MEL_LOG_HZ) / _MEL_LOG_STEP
+    elif frequencies >= _MEL_LOG_HZ: mels = min_log_mel + np.log(frequencies / _MEL_LOG_HZ) / _MEL_LOG_STEP
+    return mels
+
+def _mel_to_hz(mels:np.ndarray)->np.ndarray:
+    "Frequencies (Hz) of Slaney `mels` (an array), as `librosa.mel_to_hz` computes them."
+    mels = np.asanyarray(mels)
+    frequencies = 0.0 + _MEL_LINEAR_STEP * mels
+    min_log_mel = (_MEL_LOG_HZ - 0.0) / _MEL_LINEAR_STEP
+    log_part = mels >= min_log_mel
+    frequencies[log_part] = _MEL_LOG_HZ * np.exp(_MEL_LOG_STEP * (mels[log_part] - min_log_mel))
+    return frequencies
+
+def _slaney_mel(sr:int, n_fft:int, n_mels:int)->np.ndarray:
+    "(n_mels, 1 + n_fft // 2) float32 mel filterbank from 0 Hz to sr / 2, as `librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)`."
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_freqs = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(float(sr) / 2), n_mels + 2))
+    widths, ramps = np.diff(mel_freqs), np.subtract.outer(mel_freqs, fft_freqs)
+    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
+    for band in range(n_mels):
+        weights[band] = np.maximum(0, np.minimum(-ramps[band] / widths[band], ramps[band + 2] / widths[band + 1]))
+    weights *= (2.0 / (mel_freqs[2:n_mels + 2] - mel_freqs[:n_mels]))[:, np.newaxis]   # Slaney norm: equal area
+    return weights
+
+def _a_weighting(frequencies:np.ndarray, min_db:float=-80.0)->np.ndarray:
+    "A-weighting (dB) of `frequencies` (Hz), floored at `min_db`, as `librosa.A_weighting` computes it."
+    f_sq = np.asanyarray(frequencies) ** 2.0
+    const = np.array([12194.217, 20.598997, 107.65265, 737.86223]) ** 2.0
+    weights = 2.0 + 20.0 * (np.log10(const[0]) + 2 * np.log10(f_sq) - np.log10(f_sq + const[0]) - np.log10(f_sq + const[1])
+                            - 0.5 * np.log10(f_sq + const[2]) - 0.5 * np.log10(f_sq + const[3]))
+    return np.maximum(min_db, weights)
+
+def _periodic_hann(n:int)->np.ndarray:
+    "The periodic (float64) Hann window of length `n`, as `scipy.signal.get_window('hann', n, fftbins=True)`."
+    return (0.5 + 0.5 * np.cos(np.linspace(-np.pi, np.pi, n + 1)))[:-1]
+
 @functools.lru_cache(maxsize=8)
 def _v1_filters(sr:int)->tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "A-weighting (dB per FFT bin), the transposed 128-band Slaney mel filterbank and librosa's periodic (float64) Hann window."
-    with np.errstate(divide='ignore'):
-        a_weighting = librosa.A_weighting(librosa.fft_frequencies(sr=sr, n_fft=N_FFT)).astype(np.float32)
-    mel = librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_BANDS).astype(np.float32)
-    window = librosa.filters.get_window('hann', N_FFT, fftbins=True)
-    return a_weighting, np.ascontiguousarray(mel.T), window
+    "A-weighting (dB per FFT bin), the transposed 128-band Slaney mel filterbank and the periodic (float64) Hann window."
+    with np.errstate(divide='ignore'): a_weighting = _a_weighting(np.fft.rfftfreq(n=N_FFT, d=1.0 / sr)).astype(np.float32)
+    return a_weighting, np.ascontiguousarray(_slaney_mel(sr, N_FFT, N_BANDS).T), _periodic_hann(N_FFT)
 
 def _spectrogram_v1(y:np.ndarray, sr:int)->np.ndarray:
     "librosa version: mel filterbank over the perceptually weighted dB power spectrum, shape (128, frames)."
     a_weighting, mel, window = _v1_filters(sr)
     padded = np.pad(y, N_FFT // 2, mode='reflect')
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOPS[1]]
-    stft = scipy.fft.rfft(frames * window, axis=1).astype(np.complex64)   # float64 FFT, stored as complex64 (as librosa does)
+    stft = np.fft.rfft(frames * window, axis=1).astype(np.complex64)   # float64 FFT, stored as complex64 (as librosa does)
     power = np.square(stft.real) + np.square(stft.imag)
     decibels = 10.0 * np.log10(np.maximum(np.float32(1e-10), power))
     decibels = np.maximum(decibels, decibels.max() - np.float32(99.0))
@@ -191,6 +237,7 @@ def log_filterbank(sr:int=SAMPLE_RATE, # sample rate in Hz
 # %% ../nbs/01_preprocessing.ipynb #f7ebf7da
 def _spectrogram_v2(y:np.ndarray, sr:int)->np.ndarray:
     "madmom version: log10(1 + logarithmic filterbank of the magnitude spectrum), shape (128, frames)."
+    import scipy.fft   # imported here: version 1 (and so tagging with it) does not need scipy
     hop = HOPS[2]
     peak = float(np.abs(y).max())
     signal = np.trunc(y.astype(np.float64) * (32767.0 / peak)) if peak > 0 else np.zeros(len(y))
@@ -415,7 +462,10 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
     with open(folder/'progress.csv', 'a', newline='') as log_file:
         if log_file.tell() == 0: _append_row(log_file, dict(zip(SUMMARY_COLUMNS, SUMMARY_COLUMNS)))
         results = _run_jobs(jobs, min(n_workers, max(len(jobs), 1)))
-        for row in (progress_bar(results, total=len(jobs)) if progress and jobs else results):
+        if progress and jobs:
+            from fastprogress.fastprogress import progress_bar   # here, not at import: fastprogress imports fasthtml (0.1 s)
+            results = progress_bar(results, total=len(jobs))
+        for row in results:
             _append_row(log_file, row)
             new_rows.append(row)
     summary = pd.concat([known, _typed(pd.DataFrame(new_rows, columns=SUMMARY_COLUMNS))], ignore_index=True)

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from dcase_selfverify.preprocessing import (AudioError, FeatureCacheError, SILENCE_PEAK, SOX_PEAK, clip_features, clip_silence,
                                             content_bounds, extract_features, fix_length, load_audio, load_features, read_audio,
-                                            relative_error, sox_bounds, spectrogram)
+                                            relative_error, resample, sox_bounds, spectrogram)
 
 FIXTURES = REPO/'reference'   # outputs of SoX, librosa and madmom on small inputs (reference/README.md)
 AUDIO_NAMES = ['empty', 'noise_burst', 'pluck_padded', 'quiet_tone', 'silence', 'speech', 'stereo48k_24bit', 'sweep',
@@ -303,3 +303,31 @@ def test_kill_and_resume_gives_the_same_cache(tmp_path):
     for name in fresh_arrays: np.testing.assert_array_equal(killed_arrays[name], fresh_arrays[name])
     assert sorted(p.name for p in folder.iterdir()) == sorted(list(killed_arrays) + ['manifest.json', 'summary.csv'])
     for f, mtime in mtimes.items(): assert (folder/f'{f}.npy').stat().st_mtime_ns == mtime, f'{f} was recomputed'
+
+# ---------------------------------------------------------------- a lean front end for tagging
+LEAN_FRONT_END = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, {repo!r})
+    from dcase_selfverify.preprocessing import audio_features
+    specs, info = audio_features({path!r}, versions=(1,))
+    print(specs[1].shape)
+    print(info['status'])
+    print(sorted(name for name in ('librosa.core', 'numba', 'scipy.signal', 'scipy.fft', 'fastprogress') if name in sys.modules))
+''')
+
+def test_version_1_front_end_avoids_slow_imports():
+    "Reading, clipping, resampling and version 1 in a fresh process load neither librosa's core, numba, scipy nor fastprogress."
+    script = LEAN_FRONT_END.format(repo=str(REPO), path=str(FIXTURES/'audio'/'stereo48k_24bit.wav'))
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, check=True)
+    shape, status, loaded = done.stdout.strip().splitlines()
+    assert status == 'ok' and shape.startswith('(128, ')
+    assert loaded == '[]', f'the front end imported {loaded}'
+
+@pytest.mark.parametrize('orig_sr', [16000, 22050, 44100, 48000])
+def test_resample_equals_librosa(orig_sr):
+    import librosa
+    rng = np.random.default_rng(orig_sr)
+    for length in (1, 500, 2 * orig_sr + 3):
+        y = (0.3 * rng.standard_normal(length)).astype(np.float32)
+        for sr in (32000, 22050):
+            np.testing.assert_array_equal(resample(y, orig_sr, sr), librosa.resample(y, orig_sr=orig_sr, target_sr=sr, res_type='soxr_hq'))
