@@ -83,7 +83,7 @@ def test_compare_strategies_rules_and_controls(data, tmp_path):
 def test_corrections_change_the_training_table(data, tmp_path):
     "A relabelled clip trains with its new label as a verified clip, a dropped one not at all; the run records the file."
     train = pd.read_csv(Path(data)/'train.csv')
-    unverified = train[~train.manually_verified].fname.tolist()
+    unverified = train[~train.manually_verified.astype(bool)].fname.tolist()
     relabelled, dropped = unverified[0], unverified[1]
     old_label = train.set_index('fname').label[relabelled]
     new_label = next(c for c in sorted(train.label.unique()) if c != old_label)
