@@ -18,7 +18,7 @@ from .preprocessing import extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
 from .corrections import apply_corrections, read_corrections
 from .model import load_model, predict
-from .selfverify import CONTROL_RULES, RULES, self_verify
+from .selfverify import CONTROL_RULES, RULES, self_verify, validation_scores
 from .noisy_labels import DEFAULT_STRATEGY, SELFVERIFY_SUFFIX, Strategy, strategy as get_strategy
 from .evaluation import ensemble_predict, evaluate_test, fill_failed, write_submission
 from .training import fold_data, release_learner, scaled_constant_epochs, train_fold
@@ -418,7 +418,6 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
 # %% ../nbs/07_pipeline.ipynb #2754974f
 def _kept_scores(ctx:RunContext, folds:pd.DataFrame, preset:Preset, final:dict)->pd.DataFrame:
     "Per fold: accuracy and MAP@3 of the kept model on the fold's verified validation clips."
-    from dcase_selfverify.selfverify import validation_scores
     specs = ctx.spectrograms('train', folds.fname, preset)
     return pd.DataFrame([{'fold': fold, **validation_scores(load_model(path, preset, len(ctx.ds.classes)),
                                                              fold_data(specs, folds, fold, ctx.ds.classes), ctx.device)}
@@ -439,8 +438,8 @@ def _trusted(folds:pd.DataFrame, strategy:Strategy, result:dict|None, truth:pd.S
 # %% ../nbs/07_pipeline.ipynb #6d08f01e
 def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str, truth:pd.Series|None)->dict:
     "Train (or resume) one row of the comparison (the context's strategy and rule) and measure it."
-    def timed(record:Path, work)->float:
-        "Seconds `work()` took when it first ran (kept in `record`, so a resumed or shared step keeps its first figure)."
+    def timed(record:Path, work:Callable)->tuple:
+        "`work()`'s result, and the seconds it took when it first ran (kept in `record`, so a resumed or shared step keeps its first figure)."
         started = time.time()
         result = work()
         if not record.exists(): save_json(record, {'seconds': round(time.time() - started, 1)})
@@ -449,7 +448,8 @@ def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str,
     member, more_seconds = timed(ctx.work/'comparison'/f'{name}.json', lambda: train_preset(ctx, folds, preset))
     seconds = initial_seconds + more_seconds
     scores = _kept_scores(ctx, folds, preset, member['final'])
-    row = {'strategy': name, 'rule': ctx.rule if ctx.strategy.selfverify else '-', 'valid_accuracy': scores.accuracy.mean(), 'valid_accuracy_std': scores.accuracy.std(ddof=0),
+    row = {'strategy': name, 'rule': ctx.rule if ctx.strategy.selfverify else '-',
+           'valid_accuracy': scores.accuracy.mean(), 'valid_accuracy_std': scores.accuracy.std(ddof=0),
            'valid_map3': scores.map3.mean(), 'valid_map3_std': scores.map3.std(ddof=0)}
     if ctx.ds.test is not None and ctx.ds.test.label.notna().any():
         probs, usable = ensemble_test(ctx, [member])
