@@ -242,7 +242,7 @@ def compare(data:str,                 # data set folder
     print(f"comparison: {Path(out)/'comparison.csv'}")
 
 @call_parse
-def review(work:str='work',           # work folder of a `run` or `verify`
+def review(work:str,                  # work folder of a `run` or `verify`
            host:str='127.0.0.1',      # address to bind (127.0.0.1: this machine only; use an SSH tunnel from elsewhere)
            port:int=8765,             # port
            open_browser:store_true=False, # open the page in a browser
