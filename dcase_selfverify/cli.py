@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #6747d6dc
 from __future__ import annotations
-import sys
+import sys, warnings
 from pathlib import Path
 from typing import Sequence
 from fastcore.script import CliError, call_parse, parse_cli, store_true
@@ -95,8 +95,9 @@ def train(data:str,              # data set folder
          ):
     "Train the initial fold models (all clips, mixup), resuming any that were interrupted."
     from dcase_selfverify.pipeline import run_in_processes, stage_context, train_initial
+    fold_ids = _folds(folds)
     ctx, table = stage_context(data, out, preset, 'initial', not no_progress, epochs=epochs, device=device, seed=seed)
-    fold_ids = _folds(folds) or sorted(int(f) for f in table.fold.unique())
+    fold_ids = fold_ids or sorted(int(f) for f in table.fold.unique())
     if parallel > 1 and len(fold_ids) > 1:
         options = ['--preset', preset, '--seed', str(seed), '--no-progress'] + (['--epochs', str(epochs)] if epochs else [])
         run_in_processes([SELF + ['train', data, '--out', out, '--folds', str(fold)] + options for fold in fold_ids], parallel)
@@ -183,7 +184,7 @@ def tag(target:str,              # an audio file or a folder of them
     from dcase_selfverify.tagging import load_ensemble, plot_timeline, tag_files
     ensemble = load_ensemble(model, device)
     table = tag_files(target, ensemble, k)
-    print(table.to_string(index=False, max_colwidth=40))
+    print(table.to_string(index=False))
     if csv: table.to_csv(csv, index=False); print(f"csv: {csv}")
     if json: Path(json).write_text(table.to_json(orient='records', indent=2)); print(f"json: {json}")
     if timeline:
@@ -274,6 +275,7 @@ def main(argv:Sequence[str]|None=None, # the arguments (default: `sys.argv[1:]`)
         print(f"dcase-selfverify: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     saved, sys.argv = sys.argv, [f'dcase-selfverify {name}'] + rest
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)  # raised inside fastai's import
     try:
         positional, options, _ = parse_cli(COMMANDS[name])
         COMMANDS[name](*positional, **options)

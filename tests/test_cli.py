@@ -152,12 +152,13 @@ def test_demo_quick_writes_a_report(tmp_path):
     assert 'synthetic' in (report/'summary.md').read_text()
     assert str(report/'summary.md') in result.stdout and 'self-verification iteration 2' in result.stdout
 
-def test_a_bug_shows_its_traceback():
+def test_a_bug_shows_its_traceback(tmp_path):
     "Only the project's user errors become one line and status 2; any other exception is a bug: traceback, status 1."
-    code = ("import sys; import dcase_selfverify.cli as cli; from fastcore.script import call_parse\n"
-            "def broken(data:str): raise KeyError('an internal key')\n"
-            "cli.COMMANDS['broken'] = call_parse(broken); sys.argv = ['dcase-selfverify', 'broken', 'x']; cli.console()")
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    (tmp_path/'broken_module.py').write_text("from fastcore.script import call_parse\n\n@call_parse\n"
+                                             "def broken(data:str): # anything\n    raise KeyError('an internal key')\n")
+    (tmp_path/'broken_command.py').write_text("import sys\nimport dcase_selfverify.cli as cli\nfrom broken_module import broken\n"
+                                              "cli.COMMANDS['broken'] = broken\nsys.argv = ['dcase-selfverify', 'broken', 'x']\ncli.console()\n")
+    result = subprocess.run([sys.executable, str(tmp_path/'broken_command.py')], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert 'Traceback' in result.stderr and "KeyError: 'an internal key'" in result.stderr
 
