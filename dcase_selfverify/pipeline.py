@@ -223,9 +223,10 @@ def train_preset(ctx:RunContext,                   # the run
                  preset:Preset,                    # which model
                  fold_ids:Sequence[int]|None=None, # folds to train (default: all)
                  iterations:int|None=None,         # self-verification iterations (default: the preset's; 0 = none)
+                 initial:dict[int, Path]|None=None, # the initial checkpoints, when `train_initial` already ran
                 )->dict:                           # preset, initial and final checkpoints, self-verification result
     "Train the initial fold models of `preset` and, where the strategy says so, self-verify them."
-    initial = train_initial(ctx, folds, preset, fold_ids)
+    initial = initial or train_initial(ctx, folds, preset, fold_ids)
     iterations = (preset.sv_iterations if iterations is None else iterations) if ctx.strategy.selfverify else 0
     result = None
     if iterations > 0 and (~folds.manually_verified).any():
@@ -444,8 +445,8 @@ def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str,
         result = work()
         if not record.exists(): save_json(record, {'seconds': round(time.time() - started, 1)})
         return result, load_json(record)['seconds']
-    _, initial_seconds = timed(initial_folder(ctx, preset)/'initial_seconds.json', lambda: train_initial(ctx, folds, preset))
-    member, more_seconds = timed(ctx.work/'comparison'/f'{name}.json', lambda: train_preset(ctx, folds, preset))
+    initial, initial_seconds = timed(initial_folder(ctx, preset)/'initial_seconds.json', lambda: train_initial(ctx, folds, preset))
+    member, more_seconds = timed(ctx.work/'comparison'/f'{name}.json', lambda: train_preset(ctx, folds, preset, initial=initial))
     seconds = initial_seconds + more_seconds
     scores = _kept_scores(ctx, folds, preset, member['final'])
     row = {'strategy': name, 'rule': ctx.rule if ctx.strategy.selfverify else '-',
