@@ -448,7 +448,8 @@ def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str,
     initial, initial_seconds = timed(initial_folder(ctx, preset)/'initial_seconds.json', lambda: train_initial(ctx, folds, preset))
     member, more_seconds = timed(ctx.work/'comparison'/f'{name}.json', lambda: train_preset(ctx, folds, preset, initial=initial))
     seconds = initial_seconds + more_seconds
-    scores = _kept_scores(ctx, folds, preset, member['final'])
+    result = member['selfverify']   # self-verification already scored its kept models; score the others here
+    scores = result['table'][result['table'].iteration == result['best_iteration']] if result else _kept_scores(ctx, folds, preset, member['final'])
     row = {'strategy': name, 'rule': ctx.rule if ctx.strategy.selfverify else '-',
            'valid_accuracy': scores.accuracy.mean(), 'valid_accuracy_std': scores.accuracy.std(ddof=0),
            'valid_map3': scores.map3.mean(), 'valid_map3_std': scores.map3.std(ddof=0)}
@@ -456,8 +457,8 @@ def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str,
         probs, usable = ensemble_test(ctx, [member])
         test = _headline(evaluate_test(fill_failed(probs, ~usable, np.full(len(ctx.ds.classes), 1.0)), ctx.ds.test, ctx.ds.classes))
         row.update(test_map3=test['map3'], test_accuracy=test['accuracy'])
-    kept = member['selfverify']['best_iteration'] if member['selfverify'] else '-'
-    return {**row, **_trusted(folds, ctx.strategy, member['selfverify'], truth), 'kept_iteration': kept, 'seconds': seconds}
+    kept = result['best_iteration'] if result else '-'
+    return {**row, **_trusted(folds, ctx.strategy, result, truth), 'kept_iteration': kept, 'seconds': seconds}
 
 # %% ../nbs/07_pipeline.ipynb #15e3d69a
 def demo_truth(data:str|Path, # a data set folder
