@@ -30,7 +30,9 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
         epochs:int=None,              # initial training epochs (default: the preset's)
         iterations:int=None,          # self-verification iterations (default: the preset's)
         finetune_epochs:int=None,     # epochs per self-verification round (default: the preset's)
-        rule:str='paper',             # self-verification rule: paper, authors or adaptive
+        rule:str='paper',             # self-verification rule: paper, authors, cleanlab or certified
+        target_precision:float=0.97,  # the certified rule's required label precision
+        alpha:float=0.05,             # the certified rule's 1 - confidence
         strategy:str='selfverify',    # noisy-label strategy (see `compare --help`); NAME+selfverify adds self-verification
         corrections:str=None,         # a review decisions file (WORK/review/decisions.csv) to apply to the labels
         folds:str=None,               # comma-separated folds to train (default: all)
@@ -41,8 +43,11 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
         compile:store_true=False,     # torch.compile the networks (GPU)
        ):
     "Features, folds, training, self-verification, ensemble, evaluation and submission for a data set."
+    from dcase_selfverify.rules import make_rule
+    make_rule(rule, None, target_precision, alpha)   # a wrong rule or setting fails before any work
     from dcase_selfverify.pipeline import run_pipeline, run_summary
     print(run_summary(run_pipeline(data, out, preset, epochs, iterations, finetune_epochs, rule, strategy, corrections, folds=_folds(folds),
+                                   target_precision=target_precision, alpha=alpha,
                                    device=device, n_workers=workers, seed=seed, progress=not no_progress, compile=compile)))
 
 @call_parse
@@ -113,20 +118,24 @@ def verify(data:str,             # data set folder
            epochs:int=None,      # initial training epochs, as given to `train` (default: the preset's)
            iterations:int=None,  # iterations (default: the preset's)
            finetune_epochs:int=None, # epochs per round (default: the preset's)
-           rule:str='paper',     # paper, authors or adaptive
+           rule:str='paper',     # paper, authors, cleanlab or certified
+           target_precision:float=0.97, # the certified rule's required label precision
+           alpha:float=0.05,     # the certified rule's 1 - confidence
            corrections:str=None, # a review decisions file to apply to the labels (as given to `run`)
            device:str=None,      # cuda or cpu
            seed:int=0,           # seed
            no_progress:store_true=False, # hide progress bars
           ):
     "Iterative self-verification of the trained fold models (trains missing initial models first)."
-    from dcase_selfverify.pipeline import stage_context, train_preset
+    from dcase_selfverify.rules import make_rule
+    make_rule(rule, None, target_precision, alpha)   # a wrong rule or setting fails before any work
+    from dcase_selfverify.pipeline import selfverify_folder, stage_context, train_preset
     ctx, table = stage_context(data, out, preset, 'selfverify', not no_progress, epochs=epochs, finetune_epochs=finetune_epochs,
                         iterations=iterations, rule=rule, device=device, seed=seed,
-                        corrections=corrections)
+                        corrections=corrections, target_precision=target_precision, alpha=alpha)
     for p in ctx.presets:
         result = train_preset(ctx, table, p)['selfverify']
-        if result: print(f"{p.name}: kept iteration {result['best_iteration']}; audit {ctx.work/p.name/'selfverify'/'audit.csv'}")
+        if result: print(f"{p.name}: kept iteration {result['best_iteration']}; audit {selfverify_folder(ctx, p)/'audit.csv'}")
 
 @call_parse
 def predict(data:str,            # data set folder
@@ -226,20 +235,28 @@ def compare(data:str,                 # data set folder
             out:str='work',           # work folder (resumable)
             preset:str='tiny',        # the network every strategy trains
             strategies:str='verified-only,all,label-smoothing,lq,bootstrap-soft,bootstrap-hard,loss-masking,downweight,selfverify', # comma-separated
-            rules:str='paper,authors,adaptive', # selection rules for the strategies that self-verify
+            rules:str='paper,authors,cleanlab,certified', # selection rules for the strategies that self-verify
             no_controls:store_true=False, # leave out the two fine-tuning controls
+            seeds:int=1,              # training seeds (seed, seed+1, ...) on the same folds
+            target_precision:float=0.97, # the certified rule's required label precision
+            alpha:float=0.05,         # the certified rule's 1 - confidence
             epochs:int=None,          # initial training epochs (default: the preset's)
             device:str=None,          # cuda or cpu
-            seed:int=0,               # seed
+            seed:int=0,               # seed of the folds and of the first training run
             no_progress:store_true=False, # hide progress bars
            ):
-    "Train each noisy-label strategy on the same folds and network; write WORK/comparison.csv and comparison.png."
+    "Train each noisy-label strategy and rule on the same folds and network; write WORK/comparison.csv and comparison.png."
     from dcase_selfverify.noisy_labels import parse_strategies
-    from dcase_selfverify.pipeline import adjust_presets, compare_strategies, demo_truth
-    table = compare_strategies(data, out, adjust_presets([preset], epochs)[0], [s.name for s in parse_strategies(strategies)],
-                               [r.strip() for r in rules.split(',') if r.strip()], not no_controls, demo_truth(data),
-                               device=device, seed=seed, progress=not no_progress)
-    print(table.round(3).to_string(index=False))
+    from dcase_selfverify.rules import make_rule, parse_rules
+    names, rule_names = [s.name for s in parse_strategies(strategies)], parse_rules(rules)   # checked before any work
+    make_rule('certified', None, target_precision, alpha)
+    if seeds < 1: raise UserError(f"--seeds must be at least 1, not {seeds}")
+    from dcase_selfverify.compare import compare_strategies, demo_truth
+    from dcase_selfverify.pipeline import adjust_presets
+    table = compare_strategies(data, out, adjust_presets([preset], epochs)[0], names, rule_names, not no_controls, seeds, demo_truth(data),
+                               target_precision, alpha, device=device, seed=seed, progress=not no_progress)
+    columns = ['row', 'judged', 'seeds', 'valid_accuracy', 'valid_accuracy_sd', 'd_valid_accuracy', 'd_valid_accuracy_sd', 'test_accuracy', 'n_trusted', 'label_precision']
+    print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
     print(f"comparison: {Path(out)/'comparison.csv'}")
 
 @call_parse

@@ -10,23 +10,18 @@ import dataclasses, math
 from functools import partial
 from typing import Callable, Sequence
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from scipy.optimize import minimize_scalar
-from scipy.stats import binom
 from fastai.layers import NoneReduce
 from fastai.losses import LabelSmoothingCrossEntropy
 from .core import UserError
 
 # %% auto #0
-__all__ = ['REDUCTIONS', 'TRAIN_SETS', 'STRATEGIES', 'DEFAULT_STRATEGY', 'SELFVERIFY_SUFFIX', 'ESTIMATES', 'reduce_losses',
-           'verified_mask', 'VerifiedLoss', 'VerifiedCrossEntropy', 'VerifiedAware', 'label_smoothing_loss',
-           'GeneralizedCrossEntropy', 'lq_loss', 'Bootstrapping', 'bootstrap_loss', 'LossMasking', 'loss_masking',
-           'DownweightedCrossEntropy', 'downweight_loss', 'StrategyError', 'Strategy', 'strategy', 'parse_strategies',
-           'calibrate', 'fit_temperature', 'precision_curve', 'lowest_threshold', 'adaptive_thresholds',
-           'select_adaptive', 'estimated_precision']
+__all__ = ['REDUCTIONS', 'TRAIN_SETS', 'STRATEGIES', 'DEFAULT_STRATEGY', 'SELFVERIFY_SUFFIX', 'reduce_losses', 'verified_mask',
+           'VerifiedLoss', 'VerifiedCrossEntropy', 'VerifiedAware', 'label_smoothing_loss', 'GeneralizedCrossEntropy',
+           'lq_loss', 'Bootstrapping', 'bootstrap_loss', 'LossMasking', 'loss_masking', 'DownweightedCrossEntropy',
+           'downweight_loss', 'StrategyError', 'Strategy', 'strategy', 'parse_strategies']
 
 # %% ../nbs/08_noisy_labels.ipynb #44d25537
 REDUCTIONS = ('mean', 'sum', 'none')
@@ -145,7 +140,7 @@ def bootstrap_loss(beta:float|None=None, # weight of the given label; None: 0.95
 # %% ../nbs/08_noisy_labels.ipynb #51ecb2a7
 class LossMasking(VerifiedLoss):
     "Cross-entropy in which the unverified samples with the largest losses of the batch count zero."
-    def __init__(self, max_ratio:float|None=0.6, # mask unverified losses above max_ratio × the batch's largest loss
+    def __init__(self, max_ratio:float|None=0.8, # mask unverified losses above max_ratio × the batch's largest loss (Jeong & Lim's code: 0.8)
                  share:float|None=None,          # or: mask this share of the batch's unverified samples (largest first)
                  reduction:str='mean'):          # 'mean', 'sum' or 'none'
         super().__init__(reduction)
@@ -165,8 +160,9 @@ class LossMasking(VerifiedLoss):
         losses = F.cross_entropy(logits, targets, reduction='none')
         return losses.masked_fill(self.masked(losses.detach(), verified), 0.0)
 
-def loss_masking(max_ratio:float|None=0.6, share:float|None=None)->LossMasking:
-    "Batch-wise loss masking of unverified samples (Jeong and Lim 2018, as implemented by Fonseca et al. 2019)."
+def loss_masking(max_ratio:float|None=0.8, # Jeong & Lim's released code (utils/model.py): 0.8; Fonseca et al.'s reimplementation: 0.6
+                 share:float|None=None)->LossMasking:
+    "Batch-wise loss masking of unverified samples (Jeong and Lim 2018)."
     return LossMasking(max_ratio, share)
 
 # %% ../nbs/08_noisy_labels.ipynb #7b994287
@@ -178,9 +174,20 @@ class DownweightedCrossEntropy(VerifiedLoss):
         if weight < 0: raise ValueError(f"weight must be >= 0, not {weight}")
         self.weight = weight
 
+    def weights(self, verified:torch.Tensor)->torch.Tensor:
+        "(batch,) sample weights: 1 for verified, `weight` for unverified samples."
+        return torch.where(verified, 1.0, self.weight)
+
     def per_sample(self, logits, targets, verified):
-        losses = F.cross_entropy(logits, targets, reduction='none')
-        return losses * torch.where(verified, 1.0, self.weight)
+        return F.cross_entropy(logits, targets, reduction='none') * self.weights(verified)
+
+    def mixup_loss(self, logits:torch.Tensor, first:tuple, second:tuple, lam:torch.Tensor)->torch.Tensor:
+        "Per-sample loss of a mixed batch as Iqbal et al.'s code computes it: mixed weight times the mixed-target cross-entropy."
+        logits = logits.float().reshape(len(lam), -1)
+        (targets_a, *flags_a), (targets_b, *flags_b) = first, second
+        weight_a, weight_b = (self.weights(verified_mask(flags[0] if flags else None, len(lam), logits.device)) for flags in (flags_a, flags_b))
+        ce_a, ce_b = (F.cross_entropy(logits, targets.reshape(-1).long(), reduction='none') for targets in (targets_a, targets_b))
+        return torch.lerp(weight_a, weight_b, lam) * torch.lerp(ce_a, ce_b, lam)
 
 def downweight_loss(weight:float=0.65)->DownweightedCrossEntropy:
     "Cross-entropy with the unverified samples down-weighted (Iqbal et al. 2018)."
@@ -228,8 +235,8 @@ STRATEGIES = {s.name: s for s in [
     Strategy('lq', 'all', partial(lq_loss, q=0.7), reference="Zhang & Sabuncu, NeurIPS 2018; Fonseca et al., ICASSP/WASPAA 2019"),
     Strategy('bootstrap-soft', 'all', partial(bootstrap_loss, beta=0.95, hard=False), reference="Reed et al., ICLR workshop 2015"),
     Strategy('bootstrap-hard', 'all', partial(bootstrap_loss, beta=0.8, hard=True), reference="Reed et al., ICLR workshop 2015"),
-    Strategy('loss-masking', 'all', partial(loss_masking, max_ratio=0.6), reference="Jeong & Lim, DCASE 2018; rule of Fonseca et al.'s ICASSP 2019 code"),
-    Strategy('downweight', 'all', partial(downweight_loss, weight=0.65), reference="Iqbal et al., DCASE 2018; weight of their released code"),
+    Strategy('loss-masking', 'all', partial(loss_masking, max_ratio=0.8), reference="Jeong & Lim, DCASE 2018; finejuly/dcase2018_task2_cochlearai utils/model.py (0.8; Fonseca et al.'s reimplementation: 0.6)"),
+    Strategy('downweight', 'all', partial(downweight_loss, weight=0.65), reference="Iqbal et al., DCASE 2018; tqbl/dcase2018_task2 task2/mixup.py (mixed weights); 0.65 from scripts/predict_stack.py (their stacking stage)"),
 ]}
 DEFAULT_STRATEGY = 'selfverify'
 SELFVERIFY_SUFFIX = '+selfverify'
@@ -256,132 +263,3 @@ def parse_strategies(names:str|Sequence[str], # comma-separated names, or a list
     names_seen = [s.name for s in found]
     if len(set(names_seen)) != len(names_seen): raise StrategyError(f"A strategy is listed twice: {', '.join(names_seen)}")
     return found
-
-# %% ../nbs/08_noisy_labels.ipynb #3a1e4143
-def _log_posteriors(probs:np.ndarray)->np.ndarray:
-    "log of posteriors, clipped away from zero."
-    return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
-
-def _log_softmax(scores:np.ndarray)->np.ndarray:
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-def calibrate(probs:np.ndarray,     # (clips, classes) posteriors (rows sum to 1)
-              temperature:float,    # T > 0 from `fit_temperature`
-             )->np.ndarray:         # (clips, classes) softmax(log(probs) / T)
-    "Temperature-scaled posteriors."
-    if not temperature > 0: raise ValueError(f"temperature must be > 0, not {temperature}")
-    return np.exp(_log_softmax(_log_posteriors(probs) / temperature))
-
-def _check_posteriors(probs:np.ndarray, targets:np.ndarray)->tuple[np.ndarray, np.ndarray]:
-    probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets).astype(int).reshape(-1)
-    if probs.ndim != 2 or len(probs) != len(targets): raise ValueError(f"posteriors {probs.shape} do not match {len(targets)} targets")
-    if len(targets) == 0: raise ValueError("no verified validation clips to calibrate on")
-    return probs, targets
-
-def fit_temperature(probs:np.ndarray,    # (clips, classes) mean posteriors of verified validation clips
-                    targets:np.ndarray,  # (clips,) their class indices
-                    bounds:tuple[float, float]=(0.05, 20.0), # search range of T
-                   )->float:
-    "The temperature that minimises the negative log-likelihood of `targets` under `calibrate(probs, T)`."
-    probs, targets = _check_posteriors(probs, targets)
-    log_p, rows = _log_posteriors(probs), np.arange(len(targets))
-    def nll(log_t): return -_log_softmax(log_p / np.exp(log_t))[rows, targets].mean()
-    result = minimize_scalar(nll, bounds=np.log(bounds), method='bounded', options={'xatol': 1e-5})
-    return float(np.exp(result.x))
-
-# %% ../nbs/08_noisy_labels.ipynb #1f9e3c4e
-ESTIMATES = ('both', 'empirical', 'calibrated')
-
-def precision_curve(confidence:np.ndarray, # (clips,) calibrated posterior of the predicted class
-                    correct:np.ndarray,    # (clips,) whether the prediction is right
-                   )->pd.DataFrame:        # threshold, n, correct, empirical (correct/(n+1)), calibrated (mean confidence), both (lower)
-    "Precision estimates of the clips with confidence >= each threshold, from the highest threshold down."
-    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
-    order = np.argsort(-confidence, kind='stable')
-    confidence, correct = confidence[order], correct[order]
-    n = np.arange(1, len(confidence) + 1)
-    curve = pd.DataFrame({'threshold': confidence, 'n': n, 'correct': correct.cumsum().astype(int),
-                          'empirical': correct.cumsum() / (n + 1), 'calibrated': confidence.cumsum() / n})
-    curve['both'] = np.minimum(curve.empirical, curve.calibrated)
-    last_of_ties = np.r_[confidence[1:] != confidence[:-1], True]
-    return curve[last_of_ties].reset_index(drop=True)
-
-def lowest_threshold(curve:pd.DataFrame,     # from `precision_curve`
-                     target_precision:float, # required precision of the clips above the threshold
-                     estimate:str='both',    # 'both' (lower of the two), 'empirical' or 'calibrated'
-                    )->float:                # the threshold, or inf when none reaches the target
-    "The lowest threshold whose clips reach `target_precision` by `estimate`."
-    if estimate not in ESTIMATES: raise ValueError(f"estimate must be one of {ESTIMATES}, not {estimate!r}")
-    reaching = curve.threshold[curve[estimate] >= target_precision]
-    return float(reaching.min()) if len(reaching) else math.inf
-
-# %% ../nbs/08_noisy_labels.ipynb #ca372b0c
-def _worse_than_target(correct:np.ndarray, target_precision:float, level:float=0.05)->bool:
-    "Whether so few of these predictions are right that a precision of `target_precision` is rejected (one-sided binomial test)."
-    return len(correct) > 0 and binom.cdf(int(correct.sum()), len(correct), target_precision) < level
-
-def adaptive_thresholds(valid_probs:np.ndarray,          # (clips, classes) mean K-excerpt posteriors of the fold's verified validation clips
-                        valid_targets:np.ndarray,        # (clips,) their class indices
-                        target_precision:float=0.97,     # required precision of the accepted clips
-                        min_class_clips:int|None=None,   # validation clips predicted as a class for its own threshold; None: ceil(1/(1-target))
-                        temperature:float|None=None,     # None: fit on the validation clips; a number: use it (1.0: no calibration)
-                        estimate:str='both',             # precision estimate: 'both' (lower of the two), 'empirical' or 'calibrated'
-                       )->tuple[np.ndarray, dict]:       # (classes,) thresholds on calibrated posteriors, info
-    "Per-class (or per-fold) thresholds on calibrated posteriors at which the estimated precision reaches the target."
-    probs, targets = _check_posteriors(valid_probs, valid_targets)
-    if not 0 < target_precision < 1: raise ValueError(f"target_precision must be in (0, 1), not {target_precision}")
-    if min_class_clips is None: min_class_clips = math.ceil(1 / (1 - target_precision) - 1e-9)
-    if temperature is None: temperature = fit_temperature(probs, targets)
-    calibrated = calibrate(probs, temperature)
-    predicted, confidence = calibrated.argmax(1), calibrated.max(1)
-    correct = predicted == targets
-    fold_threshold = lowest_threshold(precision_curve(confidence, correct), target_precision, estimate)
-    n_classes = probs.shape[1]
-    thresholds, source = np.full(n_classes, fold_threshold), ['fold'] * n_classes
-    n_predicted = np.bincount(predicted, minlength=n_classes)
-    for c in np.flatnonzero(n_predicted >= min_class_clips):
-        mine = predicted == c
-        own = lowest_threshold(precision_curve(confidence[mine], correct[mine]), target_precision, estimate)
-        most_confident = np.argsort(-confidence[mine], kind='stable')[:min_class_clips]
-        if math.isinf(own) and not _worse_than_target(correct[mine][most_confident], target_precision): continue
-        thresholds[c], source[c] = own, 'class'
-    info = {'temperature': float(temperature), 'fold_threshold': fold_threshold, 'target_precision': target_precision,
-            'min_class_clips': int(min_class_clips), 'estimate': estimate, 'source': source,
-            'n_predicted': n_predicted.tolist(), 'n_valid': int(len(targets)), 'valid_accuracy': float(correct.mean())}
-    return thresholds, info
-
-# %% ../nbs/08_noisy_labels.ipynb #142c861f
-def select_adaptive(probs:np.ndarray,       # (candidates, classes) mean K-excerpt posteriors of unverified clips
-                    given:np.ndarray,       # (candidates,) their given class indices
-                    thresholds:np.ndarray,  # (classes,) from `adaptive_thresholds`
-                    temperature:float,      # info['temperature'] from `adaptive_thresholds`
-                    per_class:int|None=40,  # at most this many accepted clips per class (None: no cap)
-                   )->np.ndarray:           # (candidates,) bool: accepted
-    "Accept candidates whose calibrated posterior predicts their given label at or above its class's threshold."
-    given = np.asarray(given).astype(int).reshape(-1)
-    if len(given) == 0: return np.zeros(0, bool)
-    calibrated = calibrate(probs, temperature)
-    if calibrated.shape != (len(given), len(thresholds)): raise ValueError(f"posteriors {calibrated.shape} do not match {len(given)} candidates and {len(thresholds)} thresholds")
-    p_given = calibrated[np.arange(len(given)), given]
-    eligible = (calibrated.argmax(1) == given) & (p_given >= np.asarray(thresholds)[given])
-    if per_class is None: return eligible
-    order = np.lexsort((-p_given, given))                       # by class, most confident first
-    order = order[eligible[order]]
-    starts = np.r_[0, np.flatnonzero(np.diff(given[order])) + 1]
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    accepted = np.zeros(len(given), bool)
-    accepted[order[rank < per_class]] = True
-    return accepted
-
-def estimated_precision(probs:np.ndarray,     # (candidates, classes) mean posteriors
-                        given:np.ndarray,     # (candidates,) given class indices
-                        accepted:np.ndarray,  # (candidates,) bool from `select_adaptive`
-                        temperature:float,    # the fold's temperature
-                       )->float:              # expected share of right labels among the accepted (nan if none)
-    "Mean calibrated posterior of the given label over the accepted clips."
-    accepted = np.asarray(accepted, bool)
-    if not accepted.any(): return math.nan
-    given = np.asarray(given).astype(int).reshape(-1)
-    calibrated = calibrate(np.asarray(probs)[accepted], temperature)
-    return float(calibrated[np.arange(int(accepted.sum())), given[accepted]].mean())

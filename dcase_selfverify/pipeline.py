@@ -18,7 +18,8 @@ from .preprocessing import extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
 from .corrections import apply_corrections, read_corrections
 from .model import load_model, predict
-from .selfverify import CONTROL_RULES, RULES, self_verify, validation_scores
+from .rules import DEFAULT_RULE, SelectionRule, check_rule, make_rule
+from .selfverify import self_verify
 from .noisy_labels import DEFAULT_STRATEGY, SELFVERIFY_SUFFIX, Strategy, strategy as get_strategy
 from .evaluation import ensemble_predict, evaluate_test, fill_failed, write_submission
 from .training import fold_data, release_learner, scaled_constant_epochs, train_fold
@@ -27,8 +28,8 @@ from .training import fold_data, release_learner, scaled_constant_epochs, train_
 __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings', 'adjust_presets', 'record_presets',
            'recorded_presets', 'RunContext', 'open_run', 'prepare_features', 'usable_mask', 'prepare_folds',
            'train_initial', 'train_preset', 'final_members', 'stage_context', 'run_in_processes', 'initial_folder',
-           'selfverify_folder', 'ensemble_test', 'predict_test', 'read_predictions', 'export_members', 'run_pipeline',
-           'demo_truth', 'comparison_rows', 'compare_strategies', 'plot_comparison', 'run_summary']
+           'selfverify_folder', 'ensemble_test', 'predict_test', 'read_predictions', 'headline_scores',
+           'export_members', 'run_pipeline', 'run_summary']
 
 # %% ../nbs/07_pipeline.ipynb #695c6ce9
 class PipelineError(UserError, RuntimeError):
@@ -110,7 +111,10 @@ class RunContext:
     seed:int=0                       # seed of training, excerpts and self-verification
     progress:bool=True               # fastai progress bars
     log:Callable=print               # where one-line messages go
-    rule:str='paper'                 # self-verification rule
+    rule:str=DEFAULT_RULE            # self-verification rule (`rules.RULES`)
+    target_precision:float=0.97      # the certified rule's required label precision
+    alpha:float=0.05                 # the certified rule's 1 - confidence
+    run_name:str=''                  # sub-folder of the work folder for this run's models (a comparison's other training seeds)
     strategy:str|Strategy=DEFAULT_STRATEGY # noisy-label strategy (`noisy_labels.STRATEGIES`)
     compile:bool=False               # torch.compile the networks for the initial training (GPU)
     n_workers:int|None=None          # feature extraction processes
@@ -118,11 +122,20 @@ class RunContext:
 
     def __post_init__(self):
         self.work, self.device, self.strategy = Path(self.work), self.device or default_device(), get_strategy(self.strategy)
-        if self.rule not in RULES + CONTROL_RULES: raise PipelineError(f"Unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
+        self.rule = make_rule(self.rule, None, self.target_precision, self.alpha).name   # checks the name and the settings
         self._cached = (None, None)
 
     @property
     def versions(self)->list[int]: return sorted({p.version for p in self.presets})
+
+    @property
+    def models(self)->Path:
+        "Where this run's models go: the work folder, or its `run_name` sub-folder."
+        return self.work/self.run_name if self.run_name else self.work
+
+    def selection_rule(self, preset:Preset)->SelectionRule:
+        "The run's selection rule with its settings (the paper's threshold and cap come from `preset`)."
+        return make_rule(self.rule, preset, self.target_precision, self.alpha)
 
     def spectrograms(self, split:str, fnames:Sequence[str], preset:Preset)->torch.Tensor:
         "The (clips, bins, frames) spectrograms of `fnames`, on the run's device, loaded once per version and length."
@@ -209,7 +222,7 @@ def train_initial(ctx:RunContext,                   # the run
     for fold in fold_ids:
         folder, started = initial_folder(ctx, preset)/f'fold_{fold}', time.time()
         data = fold_data(specs, folds, fold, ctx.ds.classes, train_mask=train_mask)
-        learn = train_fold(data, preset, folder, device=ctx.device, seed=ctx.seed + fold, progress=ctx.progress, compile=ctx.compile,
+        learn = train_fold(data, preset, folder, device=ctx.device, seed=1000 * ctx.seed + fold, progress=ctx.progress, compile=ctx.compile,
                            loss_func=ctx.strategy.make_loss())
         history, best = learn.history, learn.history.valid_loss.idxmin()
         release_learner(learn)
@@ -231,7 +244,7 @@ def train_preset(ctx:RunContext,                   # the run
     result = None
     if iterations > 0 and (~folds.manually_verified).any():
         result = self_verify(folds, ctx.spectrograms('train', folds.fname, preset), ctx.ds.classes, initial,
-                             selfverify_folder(ctx, preset), preset, ctx.rule, iterations, device=ctx.device,
+                             selfverify_folder(ctx, preset), preset, ctx.selection_rule(preset), iterations, device=ctx.device,
                              seed=ctx.seed, progress=ctx.progress, log=ctx.log)
         ctx.log(f"{preset.name}: kept self-verification iteration {result['best_iteration']}")
     final = {int(k): Path(v) for k, v in result['checkpoints'].items()} if result else initial
@@ -296,8 +309,8 @@ def initial_folder(ctx:RunContext, # the run (its strategy)
                   )->Path:         # where the preset's initial fold models are
     "The folder of a preset's initial models under the run's strategy."
     strategy = ctx.strategy
-    if strategy.train_on == 'all' and strategy.loss is None: return ctx.work/preset.name
-    return ctx.work/f"{preset.name}_{strategy.name.removesuffix(SELFVERIFY_SUFFIX)}"
+    if strategy.train_on == 'all' and strategy.loss is None: return ctx.models/preset.name
+    return ctx.models/f"{preset.name}_{strategy.name.removesuffix(SELFVERIFY_SUFFIX)}"
 
 def selfverify_folder(ctx:RunContext, preset:Preset, rule:str|None=None)->Path:
     "The folder of a preset's self-verification with `rule` (default: the run's)."
@@ -346,7 +359,7 @@ def read_predictions(ds:AudioDataset, # the data set
     return predictions
 
 # %% ../nbs/07_pipeline.ipynb #8e2f482f
-def _headline(scores:dict)->dict:
+def headline_scores(scores:dict)->dict:
     "The test figures quoted first: the Public+Private set, or all labelled clips."
     for subset in ('both', 'all', 'private', 'public'):
         if subset in scores: return {'map3': scores[subset]['map3'], 'accuracy': scores[subset]['accuracy'], 'subset': subset, 'n': scores[subset]['n']}
@@ -379,7 +392,9 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
                  epochs:int|None=None,       # initial training epochs (default: each preset's)
                  iterations:int|None=None,   # self-verification iterations (default: each preset's)
                  finetune_epochs:int|None=None, # epochs per self-verification round (default: each preset's)
-                 rule:str='paper',           # self-verification rule: 'paper', 'authors' or 'adaptive'
+                 rule:str=DEFAULT_RULE,      # self-verification rule (`rules.RULES`: paper, authors, cleanlab, certified)
+                 target_precision:float=0.97, # the certified rule's required label precision
+                 alpha:float=0.05,           # the certified rule's 1 - confidence
                  strategy:str=DEFAULT_STRATEGY, # noisy-label strategy (`noisy_labels.STRATEGIES`, optionally NAME+selfverify)
                  corrections:str|Path|None=None, # review decisions to apply to the training labels (`review` writes them)
                  n_folds:int=4,              # folds
@@ -395,9 +410,9 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
     "Features, folds, training, self-verification, ensemble, evaluation and submission, resumable."
     presets = adjust_presets(presets, epochs, finetune_epochs, iterations)
     ctx = open_run(data, work, presets, corrections, device=device, seed=seed, progress=progress, log=log, rule=rule, compile=compile, n_workers=n_workers,
-                   strategy=strategy)
+                   strategy=strategy, target_precision=target_precision, alpha=alpha)
     record_settings(ctx.work, {'n_folds': n_folds, 'seed': seed})
-    record_presets(ctx.work, presets, selfverify=ctx.strategy.selfverify, rule=rule, strategy=ctx.strategy.name)
+    record_presets(ctx.work, presets, selfverify=ctx.strategy.selfverify, rule=ctx.rule, strategy=ctx.strategy.name)
     log(f"{ctx.ds}")
     prepare_features(ctx)
     usable = usable_mask(ctx, 'train')
@@ -409,120 +424,12 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
                'strategy': ctx.strategy.settings(), 'presets': {member['preset'].name: _preset_metrics(ctx, member) for member in members}}
     if ctx.ds.test is not None and len(ctx.ds.test):
         test = predict_test(ctx, members)
-        metrics['test'] = {**_headline(test['scores']), **test['scores'], 'failed_clips': ctx.ds.test.fname[~test['usable']].tolist()}
+        metrics['test'] = {**headline_scores(test['scores']), **test['scores'], 'failed_clips': ctx.ds.test.fname[~test['usable']].tolist()}
         metrics['submission_csv'] = str(ctx.work/'submission.csv')
     if corrections is not None: metrics['corrections'] = load_json(ctx.work/'corrections.json')
     if export: metrics['export'] = str(export_members(members, ctx.ds.classes, ctx.work/'export'))
     save_json(ctx.work/'metrics.json', metrics)
     return metrics
-
-# %% ../nbs/07_pipeline.ipynb #2754974f
-def _kept_scores(ctx:RunContext, folds:pd.DataFrame, preset:Preset, final:dict)->pd.DataFrame:
-    "Per fold: accuracy and MAP@3 of the kept model on the fold's verified validation clips."
-    specs = ctx.spectrograms('train', folds.fname, preset)
-    return pd.DataFrame([{'fold': fold, **validation_scores(load_model(path, preset, len(ctx.ds.classes)),
-                                                             fold_data(specs, folds, fold, ctx.ds.classes), ctx.device)}
-                         for fold, path in sorted(final.items())])
-
-def _trusted(folds:pd.DataFrame, strategy:Strategy, result:dict|None, truth:pd.Series|None)->dict:
-    "How many unverified clips the kept models trusted, and the share of right labels among them."
-    unverified = folds[~folds.manually_verified.astype(bool)]
-    if result is not None:
-        audit = result['audit']
-        kept = audit[(audit.iteration == result['best_iteration']) & audit.accepted.astype(bool)] if len(audit) else audit
-        names = kept.get('fname', pd.Series([], dtype=str))
-    else: names = unverified.fname if strategy.train_on == 'all' else pd.Series([], dtype=str)
-    labels = unverified.set_index('fname').label.reindex(names)
-    precision = float((labels.to_numpy() == truth.reindex(names).to_numpy()).mean()) if truth is not None and len(names) else float('nan')
-    return {'n_trusted_unverified': int(len(names)), 'label_precision': precision}
-
-# %% ../nbs/07_pipeline.ipynb #6d08f01e
-def _comparison_row(ctx:RunContext, folds:pd.DataFrame, preset:Preset, name:str, truth:pd.Series|None)->dict:
-    "Train (or resume) one row of the comparison (the context's strategy and rule) and measure it."
-    def timed(record:Path, work:Callable)->tuple:
-        "`work()`'s result, and the seconds it took when it first ran (kept in `record`, so a resumed or shared step keeps its first figure)."
-        started = time.time()
-        result = work()
-        if not record.exists(): save_json(record, {'seconds': round(time.time() - started, 1)})
-        return result, load_json(record)['seconds']
-    initial, initial_seconds = timed(initial_folder(ctx, preset)/'initial_seconds.json', lambda: train_initial(ctx, folds, preset))
-    member, more_seconds = timed(ctx.work/'comparison'/f'{name}.json', lambda: train_preset(ctx, folds, preset, initial=initial))
-    seconds = initial_seconds + more_seconds
-    result = member['selfverify']   # self-verification already scored its kept models; score the others here
-    scores = result['table'][result['table'].iteration == result['best_iteration']] if result else _kept_scores(ctx, folds, preset, member['final'])
-    row = {'strategy': name, 'rule': ctx.rule if ctx.strategy.selfverify else '-',
-           'valid_accuracy': scores.accuracy.mean(), 'valid_accuracy_std': scores.accuracy.std(ddof=0),
-           'valid_map3': scores.map3.mean(), 'valid_map3_std': scores.map3.std(ddof=0)}
-    if ctx.ds.test is not None and ctx.ds.test.label.notna().any():
-        probs, usable = ensemble_test(ctx, [member])
-        test = _headline(evaluate_test(fill_failed(probs, ~usable, np.full(len(ctx.ds.classes), 1.0)), ctx.ds.test, ctx.ds.classes))
-        row.update(test_map3=test['map3'], test_accuracy=test['accuracy'])
-    kept = result['best_iteration'] if result else '-'
-    return {**row, **_trusted(folds, ctx.strategy, result, truth), 'kept_iteration': kept, 'seconds': seconds}
-
-# %% ../nbs/07_pipeline.ipynb #15e3d69a
-def demo_truth(data:str|Path, # a data set folder
-              )->pd.DataFrame|None: # fname, true_label; None where the data set has no `truth.csv`
-    "The true labels of a data set that knows them (the demo data's `truth.csv`), for label precision."
-    path = Path(data)/'truth.csv'
-    return pd.read_csv(path, usecols=['fname', 'true_label'], keep_default_na=False) if path.is_file() else None
-
-def comparison_rows(strategies:Sequence[str|Strategy],  # strategies to compare
-                    rules:Sequence[str]=('paper', 'authors', 'adaptive'), # selection rules for strategies that self-verify
-                    controls:bool=True,                 # add the two fine-tuning controls
-                   )->list[tuple[str, Strategy, str|None]]: # (row name, strategy, rule or None)
-    "The rows of a comparison: each strategy, once per rule where it self-verifies, then the controls."
-    rows = []
-    for item in map(get_strategy, strategies):
-        if not item.selfverify: rows.append((item.name, item, None))
-        else: rows += [(f'{item.name} ({rule})', item, rule) for rule in rules]
-    if controls: rows += [(f'control: fine-tune on {what}', get_strategy('selfverify'), rule)
-                          for what, rule in (('verified + all unverified', 'accept-all'), ('verified only', 'accept-none'))]
-    return rows
-
-def compare_strategies(data:str|Path,                    # data set folder
-                       work:str|Path,                    # work folder (resumable; may be shared with `run`)
-                       preset:str|Preset='tiny',         # the network of every row
-                       strategies:Sequence[str]=('verified-only', 'all', 'label-smoothing', 'lq', 'bootstrap-soft', 'bootstrap-hard',
-                                                 'loss-masking', 'downweight', 'selfverify'), # strategies to compare
-                       rules:Sequence[str]=('paper', 'authors', 'adaptive'), # selection rules for strategies that self-verify
-                       controls:bool=True,               # add the two fine-tuning controls
-                       truth:pd.DataFrame|None=None,     # fname, true_label (the demo data's truth) for label precision
-                       device:str|None=None, seed:int=0, progress:bool=True, log=print,
-                      )->pd.DataFrame:                   # the table, also in WORK/comparison.csv (plot: WORK/comparison.png)
-    "Train every strategy on the same folds and network and compare them in one table."
-    preset = adjust_presets([preset])[0]
-    ctx = open_run(data, work, [preset], device=device, seed=seed, progress=progress, log=log)
-    record_settings(ctx.work, {'seed': seed, 'compare preset': preset.to_dict()})
-    prepare_features(ctx)
-    folds = prepare_folds(ctx)
-    true_label = truth.set_index('fname').true_label if truth is not None else None
-    table = []
-    for name, item, rule in comparison_rows(strategies, rules, controls):
-        ctx.strategy, ctx.rule = item, rule or 'paper'
-        table.append(_comparison_row(ctx, folds, preset, name, true_label))
-        log(f"compare: {name}: valid accuracy {table[-1]['valid_accuracy']:.3f}, trusted {table[-1]['n_trusted_unverified']} unverified clips")
-    table = pd.DataFrame(table)
-    save_csv(ctx.work/'comparison.csv', table)
-    plot_comparison(table).savefig(ctx.work/'comparison.png', dpi=100)
-    return table
-
-# %% ../nbs/07_pipeline.ipynb #5625c1b0
-def plot_comparison(table:pd.DataFrame, # `compare_strategies` output
-                   ):                   # a matplotlib figure
-    "Verified-validation accuracy per row (mean and spread over folds), with test accuracy where there is one."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1))
-    positions = np.arange(len(table))[::-1]
-    ax.barh(positions, table.valid_accuracy, xerr=table.valid_accuracy_std, color='#7fa7d9', label='verified validation clips (folds)')
-    if 'test_accuracy' in table: ax.plot(table.test_accuracy, positions, 'k|', markersize=12, label='test set (fold ensemble)')
-    ax.set_yticks(positions, [f"{s} [{r}]" if r != '-' else s for s, r in zip(table.strategy, table.rule)], fontsize=8)
-    ax.set_xlabel('accuracy')
-    ax.set_xlim(0, 1)
-    ax.legend(fontsize=7, loc='lower right')
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
 
 # %% ../nbs/07_pipeline.ipynb #cbedc81b
 def run_summary(metrics:dict, # `run_pipeline`'s metrics

@@ -25,6 +25,7 @@ from fastai.data.load import DataLoader
 from fastai.learner import AvgSmoothLoss, Learner, Recorder
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import AccumMetric, accuracy
+from fastai.callback.mixup import reduce_loss
 from fastai.optimizer import Adam, Optimizer
 from fastai.torch_core import find_bs
 from fastcore.foundation import L
@@ -32,8 +33,8 @@ from .core import Preset, atomic_write, default_device, get_preset, map_at_3, sa
 from .model import build_model, cut_excerpts, model_state, predict, read_checkpoint, unwrap
 
 # %% auto #0
-__all__ = ['AuthorsAdam', 'map3', 'to_device_async', 'ExcerptDataLoader', 'mixed_target_cross_entropy', 'DeviceMixUp',
-           'ReversalMixUp', 'paper_schedule', 'EpochSeed', 'DeviceSmoothLoss', 'DeviceRecorder',
+__all__ = ['AuthorsAdam', 'map3', 'to_device_async', 'ExcerptDataLoader', 'mixed_target_cross_entropy', 'LossMixing',
+           'DeviceMixUp', 'ReversalMixUp', 'paper_schedule', 'EpochSeed', 'DeviceSmoothLoss', 'DeviceRecorder',
            'SparseProgressCallback', 'quiet', 'FoldData', 'make_dataloaders', 'takes_verified', 'make_learner',
            'release_learner', 'save_checkpoint', 'optimizer_state', 'load_optimizer_state', 'FoldCheckpoint',
            'fit_resumable', 'fold_data', 'scaled_constant_epochs', 'train_fold']
@@ -121,7 +122,14 @@ def mixed_target_cross_entropy(logits:torch.Tensor, # (batch, classes)
     return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 # %% ../nbs/04_training.ipynb #d5e53b89
-class DeviceMixUp(MixUp):
+class LossMixing:
+    "Mixin for the mixup callbacks: a loss with a `mixup_loss(logits, yb1, yb, lam)` method mixes itself (e.g. Iqbal et al.'s mixed sample weights)."
+    def lf(self, pred, *yb):
+        mixup_loss = getattr(self.old_lf, 'mixup_loss', None)
+        if not self.training or mixup_loss is None: return super().lf(pred, *yb)
+        return reduce_loss(mixup_loss(pred, self.yb1, yb, self.lam), getattr(self.old_lf, 'reduction', 'mean'))
+
+class DeviceMixUp(LossMixing, MixUp):
     "fastai's `MixUp` (the same draws on the CPU, the same mixing), its two small tensors copied to the device without a wait."
     def before_batch(self):
         batch_size, device = self.yb[0].size(0), self.xb[0].device   # fastai's `self.y` is a tuple when there are several targets
@@ -133,7 +141,7 @@ class DeviceMixUp(MixUp):
         if not self.stack_y:
             self.learn.yb = tuple(torch.lerp(first, y, self.lam.view(-1, *([1] * (y.dim() - 1)))) for first, y in zip(self.yb1, self.yb))
 
-class ReversalMixUp(MixUp):
+class ReversalMixUp(LossMixing, MixUp):
     "Mixup as in the authors' code: each sample mixed with the reversed batch, λ ~ Beta(α, α) per sample."
     def before_batch(self):
         x, batch_size = self.xb[0], self.yb[0].size(0)

@@ -171,15 +171,34 @@ def test_user_errors_are_one_line(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 def test_run_with_a_strategy_and_a_rule(datasets, tmp_path):
-    "`run --strategy NAME --rule NAME`: Lq initial training, then self-verification with the adaptive rule."
+    "`run --strategy NAME --rule NAME`: Lq initial training, then self-verification with the certified rule; `verify` prints paths that exist."
     work = tmp_path/'lq'
-    result = cli('run', datasets['generic'], '--out', work, *FAST, '--strategy', 'lq+selfverify', '--rule', 'adaptive', check=0)
+    result = cli('run', datasets['generic'], '--out', work, *FAST, '--strategy', 'lq+selfverify', '--rule', 'certified',
+                 '--target-precision', '0.9', '--alpha', '0.1', check=0)
     metrics = json.loads((work/'metrics.json').read_text())
     assert metrics['strategy']['name'] == 'lq+selfverify' and metrics['strategy']['loss'] == 'lq_loss'
-    assert (work/'tiny_lq'/'selfverify_adaptive'/'adaptive_01.csv').exists()
-    assert metrics['presets']['tiny']['audit_csv'] == str(work/'tiny_lq'/'selfverify_adaptive'/'audit.csv')
+    rule = json.loads((work/'tiny_lq'/'selfverify_certified'/'rule_01.json').read_text())
+    assert (rule['rule'], rule['target_precision'], rule['alpha']) == ('certified', 0.9, 0.1)
+    assert metrics['presets']['tiny']['audit_csv'] == str(work/'tiny_lq'/'selfverify_certified'/'audit.csv')
     assert 'kept iteration' in result.stdout
+    verify = cli('verify', datasets['generic'], '--out', work, '--preset', 'tiny', '--rule', 'certified', '--target-precision', '0.9',
+                 '--alpha', '0.1', '--no-progress', check=0)
+    audit = verify.stdout.strip().split('audit ')[-1]
+    assert Path(audit).exists(), verify.stdout
     result = cli('run', datasets['generic'], '--out', tmp_path/'bad', *FAST, '--strategy', 'magic', check=2)
     assert 'Unknown strategy' in result.stderr
-    result = cli('run', datasets['generic'], '--out', tmp_path/'bad', *FAST, '--rule', 'vote', check=2)
-    assert 'Unknown rule' in result.stderr
+
+
+@pytest.mark.parametrize('args, message', [
+    (['run', '{data}', '--rule', 'bogus'], "Unknown rule 'bogus'; choose one of paper, authors, cleanlab, certified"),
+    (['verify', '{data}', '--rule', 'bogus'], 'Unknown rule'),
+    (['compare', '{data}', '--rules', 'paper,bogus'], 'Unknown rule'),
+    (['run', '{data}', '--rule', 'certified', '--target-precision', '1.5'], '--target-precision must be between 0 and 1'),
+    (['compare', '{data}', '--alpha', '0'], '--alpha must be between 0 and 1'),
+    (['compare', '{data}', '--seeds', '0'], '--seeds must be at least 1')])
+def test_bad_rules_fail_before_any_work(datasets, tmp_path, args, message):
+    "A wrong rule or rule setting is one line, exit status 2, and nothing is written."
+    work = tmp_path/'untouched'
+    result = cli(*[a.format(data=datasets['generic']) for a in args], '--out', work, check=2)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not work.exists()

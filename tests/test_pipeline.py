@@ -47,38 +47,34 @@ def test_one_copy_of_the_spectrograms_over_folds_and_rounds(data, tmp_path, monk
     assert set(pointers) == {specs.data_ptr()}
 
 COMPARED = ['verified-only', 'all', 'lq', 'selfverify']   # every loss is tested in test_noisy_labels; here the mechanics
-RULES = ['paper', 'adaptive']
+RULES = ['paper', 'cleanlab', 'certified']
 
 def test_compare_strategies_rules_and_controls(data, tmp_path):
+    from dcase_selfverify.compare import compare_strategies, demo_truth
     preset = tiny(sv_iterations=1, epochs=1, constant_epochs=1)
-    truth = pipeline.demo_truth(data)
-    compare = lambda: pipeline.compare_strategies(data, tmp_path/'work', preset, strategies=COMPARED, rules=RULES, truth=truth, **QUIET)
-    table = compare()
-    expected = ['verified-only', 'all', 'lq', 'selfverify (paper)', 'selfverify (adaptive)',
+    truth = demo_truth(data)
+    table = compare_strategies(data, tmp_path/'work', preset, strategies=COMPARED, rules=RULES, truth=truth, **QUIET)
+    expected = ['verified-only', 'all', 'lq', 'selfverify (paper)', 'selfverify (cleanlab)', 'selfverify (certified)',
                 'control: fine-tune on verified + all unverified', 'control: fine-tune on verified only']
-    assert table.strategy.tolist() == expected
-    saved = pd.read_csv(tmp_path/'work'/'comparison.csv')
-    assert saved.strategy.tolist() == expected and (tmp_path/'work'/'comparison.png').stat().st_size > 1000
-    rows = table.set_index('strategy')
+    assert table.row.tolist() == expected
+    assert table.judged.tolist() == ['initial'] * 3 + ['kept'] * 3 + ['last'] * 2
+    assert pd.read_csv(tmp_path/'work'/'comparison.csv').row.tolist() == expected and (tmp_path/'work'/'comparison.png').stat().st_size > 1000
+    rows = table.set_index('row')
     folds = pd.read_csv(tmp_path/'work'/'folds.csv')
     unverified = folds[~folds.manually_verified.astype(bool)]
-    assert rows.loc['verified-only', 'n_trusted_unverified'] == 0 and rows.loc['control: fine-tune on verified only', 'n_trusted_unverified'] == 0
-    assert rows.loc['all', 'n_trusted_unverified'] == len(unverified)
+    assert rows.loc['verified-only', 'n_trusted'] == 0 and rows.loc['control: fine-tune on verified only', 'n_trusted'] == 0
+    assert rows.loc['all', 'n_trusted'] == len(unverified) and rows.loc['control: fine-tune on verified + all unverified', 'n_trusted'] == len(unverified)
     right = (unverified.label.to_numpy() == unverified.fname.map(truth.set_index('fname').true_label).to_numpy()).mean()
     assert rows.loc['all', 'label_precision'] == pytest.approx(right)
     assert ((table.valid_accuracy >= 0) & (table.valid_accuracy <= 1) & (table.test_map3 >= table.test_accuracy)).all()
-    assert (table.seconds > 0).all()
+    assert (table.seconds > 0).all() and rows.loc['all', 'd_valid_accuracy'] == 0
     # the Lq models sit in their own folder; 'all' and 'selfverify' share theirs; each rule has its own self-verification folder
     assert (tmp_path/'work'/'tiny_lq'/'fold_0'/'best.pth').exists() and not (tmp_path/'work'/'tiny_all').exists()
     assert {p.name for p in (tmp_path/'work'/'tiny').glob('selfverify*')} == {
-        'selfverify', 'selfverify_adaptive', 'selfverify_accept-all', 'selfverify_accept-none'}
-    adaptive = pd.read_csv(tmp_path/'work'/'tiny'/'selfverify_adaptive'/'decisions_01.csv')
-    assert 'threshold' in adaptive and (tmp_path/'work'/'tiny'/'selfverify_adaptive'/'adaptive_01.csv').exists()
-    # resumed: nothing is trained again, the table is the same
-    stamps = {p: p.stat().st_mtime for p in (tmp_path/'work').rglob('*.pth')}
-    again = compare()
-    assert {p: p.stat().st_mtime for p in (tmp_path/'work').rglob('*.pth')} == stamps
-    pd.testing.assert_frame_equal(again, table)
+        'selfverify', 'selfverify_cleanlab', 'selfverify_certified', 'selfverify_accept-all', 'selfverify_accept-none'}
+    certified = json.loads((tmp_path/'work'/'tiny'/'selfverify_certified'/'rule_01.json').read_text())
+    assert certified['rule'] == 'certified' and certified['n_valid'] == int(folds.manually_verified.sum())
+    assert 0 < certified['eta_upper'] <= 1 and 0 < certified['rho_upper'] <= 1
 
 def test_corrections_change_the_training_table(data, tmp_path):
     "A relabelled clip trains with its new label as a verified clip, a dropped one not at all; the run records the file."
