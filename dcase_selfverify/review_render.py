@@ -33,10 +33,9 @@ class UnsafeFeatureFileError(ReviewError):
 def band_frequencies(version:int=1, # spectrogram version
                     )->np.ndarray:  # centre frequency (Hz) of each band, low to high
     "Where each band of a spectrogram version lies in frequency."
-    from dcase_selfverify.preprocessing import N_BANDS, N_FFT, SAMPLE_RATE, log_filterbank
-    if version == 2: return log_filterbank(SAMPLE_RATE, N_FFT).argmax(0) * SAMPLE_RATE / N_FFT
-    import librosa
-    return librosa.mel_frequencies(N_BANDS + 2, fmin=0.0, fmax=SAMPLE_RATE / 2)[1:-1]
+    from dcase_selfverify.preprocessing import N_BANDS, N_FFT, SAMPLE_RATE, _slaney_mel, log_filterbank
+    bank = log_filterbank(SAMPLE_RATE, N_FFT).T if version == 2 else _slaney_mel(SAMPLE_RATE, N_FFT, N_BANDS)
+    return bank.argmax(1) * SAMPLE_RATE / N_FFT            # the FFT bin where each band's filter peaks
 
 def frequency_ticks(version:int=1,            # spectrogram version
                     height:int=IMAGE_HEIGHT,  # image height in pixels
