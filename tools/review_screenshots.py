@@ -49,6 +49,8 @@ def main():
             driver.refresh()
             while driver.execute_script("return document.body.dataset.ready") != 'true': time.sleep(0.1)
             time.sleep(1)
+            driver.execute_script("state.auditFile = 'WORK/review/accepted_audit.json'; renderAudit(); "     # no local paths in the images
+                                  "document.querySelector('#decisions-path').textContent = 'WORK/review/decisions.csv'")
             keys('r'); keys('k'); keys('d')                                   # three decisions on the first rows
             driver.execute_script('window.scrollTo(0, 0)'); time.sleep(0.5)
             shot('review.png')
