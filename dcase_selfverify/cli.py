@@ -261,16 +261,20 @@ def compare(data:str,                 # data set folder
 
 @call_parse
 def review(work:str,                  # work folder of a `run` or `verify`
-           host:str='127.0.0.1',      # address to bind (127.0.0.1: this machine only; use an SSH tunnel from elsewhere)
+           host:str='127.0.0.1',      # address to bind (127.0.0.1 or ::1: this machine only; beyond loopback needs --token)
            port:int=8765,             # port
            open_browser:store_true=False, # open the page in a browser
            include_accepted:store_true=False, # also list the clips self-verification accepted
            sample:int=0,              # also list this many random other judged clips
            min_confidence:float=0.9,  # the audit's minimum mean posterior of the suggested class
+           rule:str=None,             # the rule whose results to review (default: the only one in WORK, else paper)
+           audit_accepted:int=0,      # add a uniform random sample of this many accepted clips of the kept iteration, and bound their precision
+           seed:int=0,                # seed of the samples
+           token:str=None,            # a secret the page requires on every request ('auto': a random one); needed beyond loopback
           ):
     "Serve a local page to listen to, look at and decide on the clips of the label audit."
-    from dcase_selfverify.review import serve_review
-    serve_review(work, host, port, open_browser, include_accepted, sample, min_confidence)
+    from dcase_selfverify.review_server import serve_review
+    serve_review(work, host, port, open_browser, include_accepted, sample, min_confidence, rule, audit_accepted, seed, token)
 
 # %% ../nbs/10_cli.ipynb #92cf2c73
 COMMANDS = {f.__name__: f for f in (demo, run, prepare, folds, train, verify, predict, evaluate, submit, compare,

@@ -165,7 +165,7 @@ def certified_threshold(evidence:Evidence,       # candidates and the pooled ver
                         target_precision:float=0.97, # required share of right labels among the accepted
                         alpha:float=0.05,        # the bound holds with probability at least 1 - alpha
                         max_errors:int=3,        # J: thresholds with more validation errors above them are not used
-                        eta_levels:Sequence[float]=(0.5, 0.75), # quantiles of the candidates' confidence at which the noise rate is bounded
+                        eta_levels:Sequence[float]=(0.5,), # quantiles of the candidates' confidence at which the noise rate is bounded
                        )->tuple[float, dict, pd.DataFrame]: # threshold (inf: none), the factors' bounds, the scan
     "The lowest threshold on agreeing candidates whose upper bound on the share of wrong labels is at most 1 - target."
     if evidence.valid_probs is None or len(evidence.valid_targets) == 0: raise RuleError("the certified rule needs verified validation clips")

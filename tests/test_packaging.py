@@ -11,13 +11,15 @@ def test_wheel_installs_offline_and_runs(tmp_path):
                    check=True)
     wheel, = (tmp_path/'dist').glob('dcase_selfverify-*.whl')
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ('core', 'preprocessing', 'training', 'selfverify', 'evaluation', 'tagging', 'cli'):
+    for module in ('core', 'preprocessing', 'training', 'selfverify', 'evaluation', 'tagging', 'cli', 'review', 'review_render', 'review_server'):
         assert f'dcase_selfverify/{module}.py' in names
+    for asset in ('review.html', 'review.css', 'review.js'): assert f'dcase_selfverify/review_assets/{asset}' in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('entry_points.txt'))).decode()
     assert 'dcase-selfverify = dcase_selfverify.cli:main' in entry_points
     site = tmp_path/'site'
     subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', '--no-deps', '-q', '--target', str(site), str(wheel)], check=True)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import dcase_selfverify.cli as cli; "
+            "from dcase_selfverify.review_render import page_asset; assert page_asset('review.js').startswith(b\"'use strict'\"); "
             "print(cli.__file__); sys.exit(cli.main(['--help']))")
     result = subprocess.run([sys.executable, '-c', code, str(site)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
