@@ -23,6 +23,14 @@ def _folds(folds:str|None)->list[int]|None:
     try: return None if not folds else [int(f) for f in str(folds).split(',')]
     except ValueError: raise UserError(f"--folds takes comma-separated fold numbers, not {folds!r}") from None
 
+def _record_accepted_audit(work:str|Path)->dict:
+    "A curator's audit of the accepted clips (`review --audit-accepted`), added to WORK/metrics.json where there is one."
+    from dcase_selfverify.core import load_json, save_json
+    from dcase_selfverify.review import metrics_entry
+    entry, path = metrics_entry(work), Path(work)/'metrics.json'
+    if entry and path.exists(): save_json(path, {**load_json(path), **entry})
+    return entry
+
 @call_parse
 def run(data:str,                     # data set folder (Zenodo, Kaggle or generic layout)
         out:str='work',               # work folder; rerun the same command to resume
@@ -46,9 +54,10 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
     from dcase_selfverify.rules import make_rule
     make_rule(rule, None, target_precision, alpha)   # a wrong rule or setting fails before any work
     from dcase_selfverify.pipeline import run_pipeline, run_summary
-    print(run_summary(run_pipeline(data, out, preset, epochs, iterations, finetune_epochs, rule, strategy, corrections, folds=_folds(folds),
-                                   target_precision=target_precision, alpha=alpha,
-                                   device=device, n_workers=workers, seed=seed, progress=not no_progress, compile=compile)))
+    metrics = run_pipeline(data, out, preset, epochs, iterations, finetune_epochs, rule, strategy, corrections, folds=_folds(folds),
+                           target_precision=target_precision, alpha=alpha, device=device, n_workers=workers, seed=seed,
+                           progress=not no_progress, compile=compile)
+    print(run_summary({**metrics, **_record_accepted_audit(out)}))
 
 @call_parse
 def demo(out:str='dcase_demo',       # folder for the demo data, work folder and report
@@ -136,6 +145,7 @@ def verify(data:str,             # data set folder
     for p in ctx.presets:
         result = train_preset(ctx, table, p)['selfverify']
         if result: print(f"{p.name}: kept iteration {result['best_iteration']}; audit {selfverify_folder(ctx, p)/'audit.csv'}")
+    if (audit := _record_accepted_audit(out)): print(f"curator's audit of the accepted clips: precision at least {audit['accepted_audit']['precision_lower_bound']:.3f}")
 
 @call_parse
 def predict(data:str,            # data set folder

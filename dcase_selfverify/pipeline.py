@@ -441,6 +441,10 @@ def run_summary(metrics:dict, # `run_pipeline`'s metrics
         if 'selfverify' in entry:
             lines.append(f"{name}: self-verified clips per iteration {[r['n_accepted'] for r in entry['selfverify']]}, kept iteration {entry['best_iteration']}")
             lines.append(f"{name}: self-verification audit {entry['audit_csv']}")
+    if 'accepted_audit' in metrics:
+        audit = metrics['accepted_audit']
+        lines.append(f"curator's audit of the accepted clips: {audit['errors']} wrong of {audit['checked']} checked, "
+                     f"label precision at least {audit['precision_lower_bound']:.3f} ({audit['confidence']:.0%} confidence)")
     lines.append(f"metrics: {Path(metrics['work'])/'metrics.json'}")
     if 'submission_csv' in metrics: lines.append(f"submission: {metrics['submission_csv']}")
     return '\n'.join(lines)
