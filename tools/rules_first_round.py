@@ -1,0 +1,48 @@
+"""Every selection rule on the same first round of self-verification: the candidates and the verified validation clips of a work
+folder's initial fold models (trained on all clips), judged once with K excerpts as self-verification judges them, then each
+rule's choice and, where the data set knows the truth (`truth.csv`, as the demo data does), its label precision.
+
+    python tools/rules_first_round.py DATA WORK [--preset tiny]
+"""
+import argparse, json
+import numpy as np
+import pandas as pd
+import torch
+from dcase_selfverify.core import get_preset
+from dcase_selfverify.model import load_model
+from dcase_selfverify.preprocessing import load_features
+from dcase_selfverify.rules import SELECTION_RULES, Evidence, certified_threshold, make_rule
+from dcase_selfverify.selfverify import candidate_table, judge_candidates, judge_validation
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('data'); parser.add_argument('work'); parser.add_argument('--preset', default='tiny')
+    args = parser.parse_args()
+    folds, preset = pd.read_csv(f'{args.work}/folds.csv'), get_preset(args.preset)
+    classes = sorted(folds.label.unique())
+    specs = torch.from_numpy(load_features(f'{args.work}/features/train', folds.fname, preset.version, preset.n_frames))
+    candidates = candidate_table(folds, classes)
+    fold_ids = sorted(folds.fold.unique())
+    models = {f: load_model(f'{args.work}/{preset.name}/fold_{f}/best.pth', preset, len(classes)) for f in fold_ids}
+    targets, verified = folds.label.map({c: i for i, c in enumerate(classes)}).to_numpy(), folds.manually_verified.astype(bool).to_numpy()
+    validation = {f: (np.flatnonzero((folds.fold == f).to_numpy() & verified), targets[(folds.fold == f).to_numpy() & verified]) for f in fold_ids}
+    probs = judge_candidates(models, specs, candidates, preset, seed=1, device='cpu')          # the seed of iteration 1 with run seed 0
+    evidence = Evidence(candidates.given.to_numpy(), probs, *judge_validation(models, specs, validation, preset, 1, 'cpu'))
+    truth_file = f'{args.data}/truth.csv'
+    truth = pd.read_csv(truth_file).set_index('fname').true_label if __import__('os').path.exists(truth_file) else None
+    right = folds.label.to_numpy()[candidates.row.to_numpy()] == candidates.fname.map(truth).to_numpy() if truth is not None else None
+    print(f"validation accuracy {(evidence.valid_probs.argmax(1) == evidence.valid_targets).mean():.3f} on {len(evidence.valid_targets)} clips; "
+          f"{len(candidates)} candidates" + (f", label precision of all {right.mean():.3f}" if right is not None else ''))
+    for name in SELECTION_RULES:
+        accepted, _ = make_rule(name).select(evidence)
+        precision = f", label precision {right[accepted].mean():.3f}" if right is not None and accepted.any() else ''
+        print(f"{name}: {int(accepted.sum())} accepted{precision}")
+    _, info, scan = certified_threshold(evidence)
+    best = scan.loc[scan.precision_lower.idxmax()] if len(scan) else None
+    print('certified rule:', json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in info.items()}))
+    if best is not None: print(f"its best threshold {best.threshold:.3f}: {int(best.accepted)} clips, {int(best.valid_errors_above)} validation errors above, "
+                               f"at most {best.wrong_upper:.2f} wrong labels, certified precision {best.precision_lower:.3f}")
+    errors = evidence.valid_probs.argmax(1) != evidence.valid_targets
+    print('most confident validation errors:', np.sort(evidence.valid_probs.max(1)[errors])[::-1][:5].round(3).tolist())
+
+if __name__ == '__main__': main()
