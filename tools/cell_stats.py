@@ -1,4 +1,4 @@
-"""Measure how the notebooks' exported cells are cut: `python tools/cell_stats.py [--nbs nbs] [--missing]`.
+"""Measure how the notebooks' exported cells are cut: `python tools/cell_stats.py [--nbs nbs] [--missing] [NOTEBOOK ...]`.
 
 Over the exported cells (`#| export`, `#| exports`, `#| exporti`) of every notebook in `nbs/` (files starting with `_` or `.`
 are skipped, as nbdev skips them):
@@ -63,8 +63,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--nbs', default=Path(__file__).resolve().parent.parent/'nbs', type=Path, help='notebook folder')
     parser.add_argument('--missing', action='store_true', help='list public definitions without an example or test after them')
+    parser.add_argument('names', nargs='*', help='only these notebooks (file names in --nbs); default: all')
     args = parser.parse_args()
-    paths = sorted(p for p in args.nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')))
+    paths = sorted(p for p in args.nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')) and (not args.names or p.name in args.names))
     all_lines, all_defs, all_public, all_followed = [], [], 0, 0
     print(f"{'notebook':28s} {'cells':>5s} {'median':>6s} {'multi-def':>9s} {'followed':>12s}")
     for path in paths:
