@@ -6,16 +6,21 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #a63e7e9a
 from __future__ import annotations
-import contextlib, dataclasses, json, os, tempfile
+import contextlib, dataclasses, json, os, shutil, tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['FSD_CLASSES', 'PRESETS', 'AUDIO_SUFFIXES', 'KAGGLE_INPUT', 'normalize_label', 'Preset', 'get_preset', 'atomic_write',
-           'save_array', 'save_json', 'load_json', 'save_csv', 'UserError', 'DatasetError', 'read_train_csv',
-           'read_test_csv', 'AudioDataset', 'find_dataset', 'apk', 'map_at_3', 'default_device', 'seed_everything']
+__all__ = ['FSD_CLASSES', 'PRESETS', 'AUDIO_SUFFIXES', 'KAGGLE_INPUT', 'UserError', 'normalize_label', 'LabelError',
+           'class_index', 'label_indices', 'Preset', 'PresetError', 'get_preset', 'atomic_write', 'save_array',
+           'save_json', 'load_json', 'save_csv', 'atomic_folder', 'DatasetError', 'read_csv_table', 'read_train_csv',
+           'read_test_csv', 'AudioDataset', 'find_dataset', 'map_at_3', 'default_device', 'seed_everything']
+
+# %% ../nbs/00_core.ipynb #1bc9707d
+class UserError(Exception):
+    "An error the user can fix (bad data, a bad option, a missing file): the command line prints its message as one line, exit status 2."
 
 # %% ../nbs/00_core.ipynb #ee77a12c
 FSD_CLASSES = (
@@ -33,6 +38,28 @@ def normalize_label(label:str, # a class name in any capitalisation
     "Map `label` to its canonical spelling in `classes`, ignoring case and surrounding spaces."
     lookup = {name.lower(): name for name in classes}
     return lookup.get(str(label).strip().lower())
+
+# %% ../nbs/00_core.ipynb #3e28195d
+class LabelError(UserError, ValueError):
+    "Labels that are not among the classes; the message lists them."
+
+# %% ../nbs/00_core.ipynb #d4e24f19
+def class_index(classes:Sequence[str], # class names, in column order
+               )->dict[str, int]:        # column index of each class name
+    "The column of each class in a (clips, classes) matrix."
+    return {name: i for i, name in enumerate(classes)}
+
+# %% ../nbs/00_core.ipynb #06542817
+def label_indices(labels:Sequence[str],  # one label per clip, in any capitalisation
+                  classes:Sequence[str], # class names, in column order
+                 )->np.ndarray:          # int64 class index of each label
+    "Class index of each label; a `LabelError` names the labels that are not classes."
+    labels = [str(label) for label in labels]
+    columns = class_index(classes)
+    indices = [columns.get(normalize_label(label, classes), -1) for label in labels]
+    unknown = sorted({label for label, index in zip(labels, indices) if index < 0})
+    if unknown: raise LabelError(f"Label(s) not among the {len(classes)} classes: {unknown[:10]}")
+    return np.array(indices, dtype=np.int64)
 
 # %% ../nbs/00_core.ipynb #d7c5a51b
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +92,7 @@ class Preset:
         "The preset as a plain dict (for JSON manifests)."
         return dataclasses.asdict(self)
 
-# %% ../nbs/00_core.ipynb #7b74eb80
+# %% ../nbs/00_core.ipynb #cdd65dbc
 PRESETS = {
     'paper':   Preset('paper', version=1, nf=64, mixup_alpha=0.3, batch_size=100, finetune_lr=2e-4),
     'spec1_1': Preset('spec1_1', version=1, nf=48, mixup_alpha=0.2, batch_size=100, finetune_lr=1e-4),
@@ -75,13 +102,18 @@ PRESETS = {
                       finetune_lr=4e-3, finetune_epochs=8, finetune_constant_epochs=2, sv_iterations=2),
 }
 
+class PresetError(UserError, KeyError):
+    "A preset name that is not in `PRESETS`."
+    def __str__(self): return str(self.args[0]) if self.args else ''
+
+# %% ../nbs/00_core.ipynb #7dc12525
 def get_preset(name:str|Preset, # a preset name from `PRESETS`, or a `Preset`
                **changes,        # fields to override
               )->Preset:
     "Look up a preset by name (with a clear error for unknown names) and apply `changes`."
     if isinstance(name, Preset): preset = name
     elif name in PRESETS: preset = PRESETS[name]
-    else: raise KeyError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    else: raise PresetError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return preset.replace(**changes) if changes else preset
 
 # %% ../nbs/00_core.ipynb #7fab6513
@@ -103,47 +135,89 @@ def atomic_write(path:str|Path, # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #1adda013
+# %% ../nbs/00_core.ipynb #774f7769
 def save_array(path:str|Path, array:np.ndarray):
     "Save `array` as `.npy` atomically."
     with atomic_write(path) as f: np.save(f, array)
 
+# %% ../nbs/00_core.ipynb #d22b5188
 def save_json(path:str|Path, obj):
     "Write `obj` as indented JSON atomically."
     with atomic_write(path, 'w') as f: json.dump(obj, f, indent=2, default=str)
 
+# %% ../nbs/00_core.ipynb #304ca6c4
 def load_json(path:str|Path):
     "Read a JSON file."
     return json.loads(Path(path).read_text())
 
+# %% ../nbs/00_core.ipynb #1b53e5f1
 def save_csv(path:str|Path, df:pd.DataFrame):
     "Write `df` (without its index) as CSV atomically."
     with atomic_write(path, 'w') as f: df.to_csv(f, index=False)
 
-# %% ../nbs/00_core.ipynb #4a8c90d4
-class UserError(Exception):
-    "An error the user can fix (bad data, a bad option, a missing file): the command line prints its message as one line, exit status 2."
+# %% ../nbs/00_core.ipynb #b2bb36c2
+def _swap_in(new:Path, target:Path):
+    "Move the finished folder `new` onto `target`, replacing a folder there."
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f'.{target.name}.', suffix='.old'))
+    os.rename(target, old/target.name)
+    try: os.rename(new, target)
+    except BaseException:
+        os.rename(old/target.name, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
+# %% ../nbs/00_core.ipynb #e5c4a729
+@contextlib.contextmanager
+def atomic_folder(path:str|Path, # the folder to create or replace
+                 ):
+    "Yield a temporary folder beside `path`; move it onto `path` (replacing what is there) only if the block finishes without error."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
+    try:
+        os.chmod(work, 0o755)
+        yield work
+        _swap_in(work, path)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+# %% ../nbs/00_core.ipynb #9aa5dc65
 class DatasetError(UserError, ValueError):
     "A data set's metadata or audio files are not usable; the message lists the offending rows."
 
+# %% ../nbs/00_core.ipynb #a0eb7c1b
 def _offending(rows:pd.DataFrame, what:str, limit:int=10)->str:
     "Format the first `limit` offending rows of a table for an error message."
     shown = rows.head(limit).to_string(index=True, max_colwidth=60)
     more = f"\n... and {len(rows) - limit} more" if len(rows) > limit else ''
     return f"{len(rows)} row(s) with {what}:\n{shown}{more}"
 
-# %% ../nbs/00_core.ipynb #cee8aad6
+# %% ../nbs/00_core.ipynb #0342afe7
+def read_csv_table(path:str|Path,         # the CSV file
+                   required:Sequence[str], # columns it must have
+                   what:str='CSV file',    # what the file is, for the error messages
+                   hint:str='',            # appended to the missing-columns message
+                  )->pd.DataFrame:         # every column as strings; empty cells are ''
+    "Read a CSV as strings, with a `DatasetError` for a missing or unreadable file and for missing columns."
+    path = Path(path)
+    if not path.is_file(): raise DatasetError(f"{what} not found: {path}")
+    try: df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e: raise DatasetError(f"Cannot read {path} as CSV: {e}") from e
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in required if c not in df.columns]
+    if missing: raise DatasetError(f"{path} lacks column(s) {missing}; " + (hint or f"it has {list(df.columns)}"))
+    return df
+
+# %% ../nbs/00_core.ipynb #fb458dae
 _TRUE_WORDS, _FALSE_WORDS = {'1', 'true', 'yes', 'y', 't'}, {'0', 'false', 'no', 'n', 'f', ''}
 
 def _read_table(csv_path:Path, required:Sequence[str])->pd.DataFrame:
-    "Read a metadata CSV as strings, with clear errors for unreadable files and missing columns."
-    if not Path(csv_path).is_file(): raise DatasetError(f"Metadata file not found: {csv_path}")
-    try: df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except Exception as e: raise DatasetError(f"Cannot read {csv_path} as CSV: {e}") from e
-    df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in required if c not in df.columns]
-    if missing: raise DatasetError(f"{csv_path} lacks column(s) {missing}; it has {list(df.columns)}")
+    "Read a metadata CSV as strings; raise listing rows with an empty or duplicate fname."
+    df = read_csv_table(csv_path, required, 'Metadata file')
     df['fname'] = df['fname'].str.strip()
     empty = df[df['fname'] == '']
     if len(empty): raise DatasetError(f"{csv_path}: " + _offending(empty, 'an empty fname'))
@@ -151,6 +225,7 @@ def _read_table(csv_path:Path, required:Sequence[str])->pd.DataFrame:
     if len(dups): raise DatasetError(f"{csv_path}: " + _offending(dups, 'a duplicate fname'))
     return df
 
+# %% ../nbs/00_core.ipynb #eed97787
 def _check_labels(df:pd.DataFrame, classes:Sequence[str], csv_path:Path, allow:Iterable[str]=())->pd.DataFrame:
     "Canonicalise `df.label` against `classes`; raise listing rows whose label is not a class."
     allowed = set(allow)
@@ -198,10 +273,11 @@ def read_test_csv(csv_path:str|Path,                      # CSV with `fname[,lab
     df.loc[unlabelled & ~df['usage'].eq('Ignored'), 'usage'] = 'Unknown'
     return df
 
-# %% ../nbs/00_core.ipynb #55e3aa57
+# %% ../nbs/00_core.ipynb #cd590b27
 AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.mp3', '.aiff', '.aif', '.au')
 KAGGLE_INPUT = Path('/kaggle/input')
 
+# %% ../nbs/00_core.ipynb #eb0fcfb4
 @dataclasses.dataclass
 class AudioDataset:
     "Training (and optional test) clips of a data set with their labels and audio paths."
@@ -216,10 +292,11 @@ class AudioDataset:
         return (f"AudioDataset({self.layout} at {self.root}: {len(self.train)} training clips "
                 f"({int(self.train.manually_verified.sum())} verified), {test}, {len(self.classes)} classes)")
 
-# %% ../nbs/00_core.ipynb #62dac112
+# %% ../nbs/00_core.ipynb #90e7fef8
 def _first_existing(folder:Path, names:Sequence[str])->Path|None:
     return next((folder/n for n in names if (folder/n).exists()), None)
 
+# %% ../nbs/00_core.ipynb #27c52119
 def _detect(folder:Path)->dict|None:
     "The layout of the data set whose files sit directly in `folder`, or None."
     meta = folder/'FSDKaggle2018.meta'
@@ -241,6 +318,7 @@ def _detect(folder:Path)->dict|None:
                     test_audio=_first_existing(folder, ['test', 'audio_test', 'audio']))
     return None
 
+# %% ../nbs/00_core.ipynb #06d7ed18
 def _search(root:Path, depth:int)->list[tuple[Path, dict]]:
     "Every folder up to `depth` levels below `root` that holds a data set."
     found, frontier = [], [root]
@@ -253,7 +331,7 @@ def _search(root:Path, depth:int)->list[tuple[Path, dict]]:
         frontier = next_frontier
     return found
 
-# %% ../nbs/00_core.ipynb #a6a955b7
+# %% ../nbs/00_core.ipynb #03634150
 def _attach_paths(df:pd.DataFrame, audio_dir:Path|None, what:str, check_files:bool)->pd.DataFrame:
     "Add a `path` column; raise listing the rows whose file is missing."
     df = df.copy()
@@ -265,6 +343,7 @@ def _attach_paths(df:pd.DataFrame, audio_dir:Path|None, what:str, check_files:bo
         if len(missing): raise DatasetError(f"{what} audio in {audio_dir}: " + _offending(missing[['fname', 'label']], 'no audio file'))
     return df
 
+# %% ../nbs/00_core.ipynb #24654165
 def find_dataset(root:str|Path|None=None,            # folder holding the data set (searched 3 levels down); None: /kaggle/input
                  classes:Sequence[str]|None=None,     # class names; default: `classes.txt` beside the metadata if present, else the 41 FSDKaggle2018 classes (Zenodo, Kaggle) or the training labels (generic)
                  check_files:bool=True,               # check that every listed audio file exists
@@ -291,19 +370,7 @@ def find_dataset(root:str|Path|None=None,            # folder holding the data s
         test = _attach_paths(test, hit['test_audio'], 'test', check_files)
     return AudioDataset(train, test, tuple(classes), hit['layout'], folder)
 
-# %% ../nbs/00_core.ipynb #4a9f669c
-def apk(actual:Sequence, # the true label(s) of one clip
-        predicted:Sequence, # ranked guesses
-        k:int=3)->float:
-    "Kaggle's average precision at k for one clip."
-    predicted = list(predicted)[:k]
-    score, hits = 0.0, 0
-    for i, guess in enumerate(predicted):
-        if guess in actual and guess not in predicted[:i]:
-            hits += 1
-            score += hits / (i + 1.0)
-    return score / min(len(actual), k) if len(actual) else 0.0
-
+# %% ../nbs/00_core.ipynb #fab75e79
 def map_at_3(scores:np.ndarray, # (clips, classes) probabilities or logits
              targets:Sequence[int], # true class index of each clip
             )->float:
@@ -313,12 +380,13 @@ def map_at_3(scores:np.ndarray, # (clips, classes) probabilities or logits
     rank_weight = (top3 == targets[:, None]) / np.arange(1, 4)
     return float(rank_weight.sum(axis=1).mean()) if len(targets) else 0.0
 
-# %% ../nbs/00_core.ipynb #2b30b293
+# %% ../nbs/00_core.ipynb #657f47f1
 def default_device()->str:
     "'cuda' when a GPU is present, else 'cpu'."
     import torch
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
+# %% ../nbs/00_core.ipynb #058da176
 def seed_everything(seed:int=0):
     "Seed Python, numpy and torch."
     import random, torch

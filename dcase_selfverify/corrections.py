@@ -10,7 +10,7 @@ import contextlib, datetime, threading
 from pathlib import Path
 from typing import Sequence
 import pandas as pd
-from .core import DatasetError, atomic_write, normalize_label
+from .core import DatasetError, atomic_write, normalize_label, read_csv_table
 try: import fcntl                                  # POSIX file locks; absent on Windows
 except ImportError: fcntl = None
 
@@ -28,15 +28,12 @@ DECISIONS_FILE = Path('review')/'decisions.csv'         # where the review page 
 def _empty_decisions()->pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=str) for column in DECISION_COLUMNS})
 
+# %% ../nbs/02a_corrections.ipynb #62168945
 def _read_decision_rows(path:Path)->pd.DataFrame:
     "The rows of a decisions file as stripped strings, every column of `DECISION_COLUMNS` present."
     if not path.is_file(): raise DatasetError(f"Corrections file not found: {path}")
     if path.stat().st_size == 0: return _empty_decisions()
-    try: rows = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as error: raise DatasetError(f"Cannot read {path} as CSV: {error}") from error
-    rows.columns = [str(column).strip() for column in rows.columns]
-    missing = [column for column in REQUIRED_COLUMNS if column not in rows.columns]
-    if missing: raise DatasetError(f"{path} lacks column(s) {missing}; a decisions file has the columns {list(DECISION_COLUMNS)}")
+    rows = read_csv_table(path, REQUIRED_COLUMNS, hint=f"a decisions file has the columns {list(DECISION_COLUMNS)}")
     for column in DECISION_COLUMNS:
         if column not in rows.columns: rows[column] = ''
     return rows[list(DECISION_COLUMNS)].apply(lambda column: column.str.strip())
@@ -49,6 +46,7 @@ def _fail_on(rows:pd.DataFrame, bad:pd.Series, source:str, what:str):
     count = f"; {int(bad.sum())} such rows" if bad.sum() > 1 else ''
     raise DatasetError(f"{source} line {rows.index[bad.to_numpy()][0] + 2} (clip {first['clip']!r}): {what.format(**first)}{count}")
 
+# %% ../nbs/02a_corrections.ipynb #746117d8
 def _checked(rows:pd.DataFrame, classes:Sequence[str], source:str)->pd.DataFrame:
     "Validate decisions and labels, canonicalise them, and sort rows by time (stable)."
     rows = rows.reset_index(drop=True).assign(decision=rows.decision.str.lower().to_numpy())
@@ -121,6 +119,7 @@ def decisions_lock(path:str|Path): # the decisions file; the lock file is `<path
 # %% ../nbs/02a_corrections.ipynb #339e9882
 def _now()->str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds')
 
+# %% ../nbs/02a_corrections.ipynb #bd0988a9
 def record_decision(path:str|Path,                   # the decisions file (created with its folder when missing)
                     row:dict,                        # clip and decision, new_label for a relabel, any other `DECISION_COLUMNS`
                     classes:Sequence[str]|None=None, # when given, a relabel's new_label must be one of them

@@ -6,21 +6,21 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/demo_data.html.md"""
 
 # %% ../nbs/00a_demo_data.ipynb #98653ed0
 from __future__ import annotations
-import dataclasses, json, math, os, shutil, tempfile
+import dataclasses, json, math
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import pandas as pd
 import soundfile as sf
 from scipy import signal
-from .core import save_csv, save_json, load_json
+from .core import UserError, atomic_folder, save_csv, save_json, load_json
 
 # %% auto #0
 __all__ = ['RECIPES', 'DEMO_CLASSES', 'SNR_DB', 'PEAK_DB', 'PAD_NOISE_DB', 'DURATION_MEDIAN', 'DURATION_SIGMA', 'MIN_DURATION',
            'NOISE_RATE_RANGE', 'NOISE_KINDS', 'PUBLIC_SHARE', 'ODD_FORMATS', 'ODD_SHARE', 'SIMILAR', 'TRUTH_COLUMNS',
            'LAYOUTS', 'MANIFEST', 'GENERATOR_VERSION', 'SynthRecipe', 'demo_classes', 'synthesize', 'ClipSpec',
-           'render_clip', 'plan_demo_dataset', 'spec_from_row', 'write_clip', 'write_metadata', 'make_demo_dataset',
-           'read_truth']
+           'render_clip', 'plan_demo_dataset', 'spec_from_row', 'write_clip', 'write_metadata', 'read_truth',
+           'DemoFolderError', 'make_demo_dataset']
 
 # %% ../nbs/00a_demo_data.ipynb #20edebf4
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,7 @@ class SynthRecipe:
         "The parameter `name`, or `default`."
         return dict(self.params).get(name, default)
 
+# %% ../nbs/00a_demo_data.ipynb #e25c7d3f
 def _recipe(family:str, **params)->SynthRecipe: return SynthRecipe(family, tuple(sorted(params.items())))
 
 # %% ../nbs/00a_demo_data.ipynb #c817a7e5
@@ -85,10 +86,12 @@ def _uniform(rng:np.random.Generator, bounds:Sequence[float])->float:
     "A uniform draw from `bounds` = (low, high)."
     return float(rng.uniform(bounds[0], bounds[1]))
 
+# %% ../nbs/00a_demo_data.ipynb #266bd253
 def _log_uniform(rng:np.random.Generator, bounds:Sequence[float])->float:
     "A log-uniform draw from `bounds` = (low, high); for frequencies and durations."
     return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
 
+# %% ../nbs/00a_demo_data.ipynb #a3272c11
 def _bandpass(x:np.ndarray, sr:int, low:float, high:float, order:int=2)->np.ndarray:
     "Butterworth band-pass of `x`, with the band clipped to what `sr` allows."
     nyquist = sr / 2
@@ -97,10 +100,12 @@ def _bandpass(x:np.ndarray, sr:int, low:float, high:float, order:int=2)->np.ndar
     sos = signal.butter(order, [low / nyquist, high / nyquist], btype='band', output='sos')
     return signal.sosfilt(sos, x)
 
+# %% ../nbs/00a_demo_data.ipynb #2afc4418
 def _band_noise(rng:np.random.Generator, n:int, sr:int, low:float, high:float)->np.ndarray:
     "`n` samples of white noise band-passed to [low, high] Hz."
     return _bandpass(rng.standard_normal(n), sr, low, high)
 
+# %% ../nbs/00a_demo_data.ipynb #71c51fd7
 def _rms(x:np.ndarray)->float: return float(np.sqrt(np.mean(np.square(x)))) if len(x) else 0.0
 
 # %% ../nbs/00a_demo_data.ipynb #e3ac6525
@@ -128,6 +133,7 @@ def _note(rng:np.random.Generator, recipe:SynthRecipe, n:int, sr:int, f0:float)-
     envelope = np.minimum(t / attack, 1.0) * np.minimum((t[-1] - t + 1e-9) / min(0.05, t[-1] / 4 + 1e-9), 1.0)
     return (note + breath) * envelope
 
+# %% ../nbs/00a_demo_data.ipynb #86c9f8c8
 def _tonal(rng:np.random.Generator, recipe:SynthRecipe, n:int, sr:int)->np.ndarray:
     "A sequence of notes (or chords) filling `n` samples."
     out, start = np.zeros(n), 0
@@ -153,6 +159,7 @@ def _onsets(rng:np.random.Generator, n:int, sr:int, rate:float, group:Sequence[i
         times = [t + i * rng.uniform(0.1, 0.25) for t in times[::int(group[1])] for i in range(rng.integers(group[0], group[1] + 1))]
     return np.array([int(t * sr) for t in times if t < n / sr])
 
+# %% ../nbs/00a_demo_data.ipynb #2b93b1cd
 def _hits(rng:np.random.Generator, recipe:SynthRecipe, n:int, sr:int)->np.ndarray:
     "Decaying percussive hits: a pitch-dropping tone plus band-passed noise."
     out = np.zeros(n)
@@ -168,6 +175,7 @@ def _hits(rng:np.random.Generator, recipe:SynthRecipe, n:int, sr:int)->np.ndarra
         out[onset:onset + length] += rng.uniform(0.4, 1.0) * (tone + _uniform(rng, recipe.get('noise_level')) * 3 * noise)
     return out
 
+# %% ../nbs/00a_demo_data.ipynb #59f2654e
 def _bell(rng:np.random.Generator, recipe:SynthRecipe, n:int, sr:int)->np.ndarray:
     "Strikes of inharmonic partials with long decays (upper partials die faster)."
     out = np.zeros(n)
@@ -185,6 +193,7 @@ def _bell(rng:np.random.Generator, recipe:SynthRecipe, n:int, sr:int)->np.ndarra
         out[onset:onset + length] += rng.uniform(0.4, 1.0) * attack * strike
     return out
 
+# %% ../nbs/00a_demo_data.ipynb #348dcb8d
 def _ring(rng:np.random.Generator, recipe:SynthRecipe, n:int, sr:int)->np.ndarray:
     "Telephone-like bursts of two close tones, optionally tremolo-modulated and distorted."
     t = np.arange(n) / sr
@@ -262,6 +271,7 @@ def _background(rng:np.random.Generator, n:int, sr:int)->np.ndarray:
         noise = noise / max(_rms(noise), 1e-12) + sum(rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * mains * k * t) for k in (1, 2, 3))
     return noise / max(_rms(noise), 1e-12)
 
+# %% ../nbs/00a_demo_data.ipynb #45245c14
 def _room(rng:np.random.Generator, x:np.ndarray, sr:int)->np.ndarray:
     "A random microphone/room colouring: a tilt filter and sometimes a short reverb."
     cutoff = _log_uniform(rng, (2000, 0.45 * sr))
@@ -289,6 +299,7 @@ class ClipSpec:
     mix_db:float = 0.0      # level of the second source relative to the first (dB)
     broken:str = ''         # '', 'empty' (header only) or 'corrupt' (random bytes)
 
+# %% ../nbs/00a_demo_data.ipynb #06e44c21
 def render_clip(spec:ClipSpec, # the clip to render
                )->np.ndarray: # float samples in [-1, 1], shape (n,) or (n, 2)
     "Synthesize the samples of one clip from its spec (a pure function of the spec)."
@@ -353,6 +364,7 @@ def _unique_names(rng:np.random.Generator, count:int, taken:set=frozenset())->li
         if name not in taken and name not in names: names.append(name)
     return names
 
+# %% ../nbs/00a_demo_data.ipynb #331b8756
 def _noise_count(rate:float, n_unverified:int)->int:
     "Number of wrong labels among `n_unverified` clips for `rate`, kept within `NOISE_RATE_RANGE` where possible."
     low, high = math.ceil(NOISE_RATE_RANGE[0] * n_unverified), math.floor(NOISE_RATE_RANGE[1] * n_unverified)
@@ -384,16 +396,19 @@ def _class_train_rows(rng:np.random.Generator, label:str, classes:Sequence[str],
         rows.append(row)
     return rows
 
+# %% ../nbs/00a_demo_data.ipynb #8f9b0617
 def _test_rows(classes:Sequence[str], fnames:Sequence[str], clips_per_class:int)->list[dict]:
     "The test rows, `clips_per_class` per class in class order, all correctly labelled and 'Private' for now."
     return [dict(fname=fnames[class_index * clips_per_class + i], split='test', label=label, true_label=label,
                  manually_verified=1, noise_kind='none', mixed_with='', mix_db=0.0, usage='Private')
             for class_index, label in enumerate(classes) for i in range(clips_per_class)]
 
+# %% ../nbs/00a_demo_data.ipynb #9ddab96b
 def _log_normal_durations(rng:np.random.Generator, count:int, max_duration:float)->np.ndarray:
     "`count` clip durations (s), log-normal around `DURATION_MEDIAN`, clipped to [MIN_DURATION, max_duration], in ms steps."
     return np.round(np.clip(np.exp(rng.normal(np.log(DURATION_MEDIAN), DURATION_SIGMA, count)), MIN_DURATION, max_duration), 3)
 
+# %% ../nbs/00a_demo_data.ipynb #4c084f24
 def _draw_clip_properties(rng:np.random.Generator, truth:pd.DataFrame, sr:int, max_duration:float):
     "Draw, in place, the Public test clips, every clip's duration and audio seed, and the ordinary format."
     test_index = truth.index[truth.split == 'test']
@@ -402,6 +417,7 @@ def _draw_clip_properties(rng:np.random.Generator, truth:pd.DataFrame, sr:int, m
     truth['sr'], truth['channels'], truth['subtype'], truth['format'] = sr, 1, 'PCM_16', 'pcm16'
     truth['seed'] = rng.integers(0, 2 ** 62, len(truth))
 
+# %% ../nbs/00a_demo_data.ipynb #af5e3b9d
 def _mark_broken_files(rng:np.random.Generator, truth:pd.DataFrame):
     "Turn, in place, two correctly labelled unverified training clips (an empty and a corrupt one) and one test clip (empty) into broken files."
     candidates = truth.index[(truth.split == 'train') & (truth.manually_verified == 0) & (truth.noise_kind == 'none') & (truth.mixed_with == '')]
@@ -411,6 +427,7 @@ def _mark_broken_files(rng:np.random.Generator, truth:pd.DataFrame):
     for index, kind in ((empty_train, 'empty'), (corrupt_train, 'corrupt'), (rng.choice(test_index), 'empty')):
         truth.loc[index, ['format', 'duration']] = kind, 0.0
 
+# %% ../nbs/00a_demo_data.ipynb #5dd770b3
 def _assign_odd_formats(rng:np.random.Generator, truth:pd.DataFrame):
     "Give, in place, `ODD_SHARE` of the clips (at least one) each of the `ODD_FORMATS`: stereo, 24-bit, 22.05 and 48 kHz."
     n_each = max(1, int(round(ODD_SHARE * len(truth))))
@@ -422,6 +439,7 @@ def _assign_odd_formats(rng:np.random.Generator, truth:pd.DataFrame):
             truth.loc[index, 'format'] = note
             for column, value in changes.items(): truth.loc[index, column] = value
 
+# %% ../nbs/00a_demo_data.ipynb #817a730f
 def _ignored_rows(seed:int, classes:Sequence[str], n_ignored:int, taken:set, sr:int, max_duration:float)->pd.DataFrame:
     "Kaggle's unlabelled 'Ignored' test padding, drawn from its own generator so that it leaves the other draws unchanged."
     padding_rng = np.random.default_rng([seed, 1])
@@ -431,6 +449,7 @@ def _ignored_rows(seed:int, classes:Sequence[str], n_ignored:int, taken:set, sr:
                              duration=_log_normal_durations(padding_rng, n_ignored, max_duration),
                              sr=sr, channels=1, subtype='PCM_16', format='pcm16', seed=padding_rng.integers(0, 2 ** 62, n_ignored)))
 
+# %% ../nbs/00a_demo_data.ipynb #d6873b1a
 def plan_demo_dataset(n_classes:int=12,           # number of classes (at most len(DEMO_CLASSES))
                       clips_per_class:int=40,     # training clips per class
                       test_clips_per_class:int=10, # test clips per class
@@ -468,6 +487,7 @@ def spec_from_row(row)->ClipSpec:
                     channels=int(row.channels), subtype=row.subtype, mixed_with=row.mixed_with or '', mix_db=float(row.mix_db),
                     broken=row.format if row.format in ('empty', 'corrupt') else '')
 
+# %% ../nbs/00a_demo_data.ipynb #e10c089a
 def write_clip(spec:ClipSpec, # the clip
                path:str|Path, # the file to write
               ):
@@ -491,6 +511,7 @@ def _freesound_columns(frame:pd.DataFrame)->pd.DataFrame:
     return frame.assign(freesound_id=[int(s % 400000) + 1000 for s in frame.seed],
                         license=[_LICENSES[0 if s % 11 < 6 else 1 if s % 11 < 10 else 2] for s in frame.seed])
 
+# %% ../nbs/00a_demo_data.ipynb #b4566dd8
 def write_metadata(truth:pd.DataFrame, # the truth table
                    folder:Path,        # the data set folder
                    layout:str,         # 'generic', 'kaggle' or 'zenodo'
@@ -517,10 +538,19 @@ def write_metadata(truth:pd.DataFrame, # the truth table
     (folder/'classes.txt').write_text('\n'.join(classes) + '\n')
     save_csv(folder/'truth.csv', truth)
 
+# %% ../nbs/00a_demo_data.ipynb #5944dc22
+def read_truth(folder:str|Path)->pd.DataFrame:
+    "The truth table of a demo data set, with empty strings kept as such."
+    return pd.read_csv(Path(folder)/'truth.csv', dtype={'label': str, 'mixed_with': str, 'usage': str}, keep_default_na=False)
+
 # %% ../nbs/00a_demo_data.ipynb #e50d962d
 MANIFEST = 'demo_manifest.json'
 GENERATOR_VERSION = 1
 
+class DemoFolderError(UserError, FileExistsError):
+    "The folder asked for holds something other than this demo data set: another demo data set, or files of the user's."
+
+# %% ../nbs/00a_demo_data.ipynb #450fac6a
 def make_demo_dataset(root:str|Path,              # folder to create (the data set's own folder)
                       n_classes:int=12,           # number of classes (at most len(DEMO_CLASSES))
                       clips_per_class:int=40,     # training clips per class
@@ -544,17 +574,14 @@ def make_demo_dataset(root:str|Path,              # folder to create (the data s
     params = json.loads(json.dumps(params))
     if (root/MANIFEST).is_file():
         if load_json(root/MANIFEST)['params'] == params: return root
-        if not overwrite: raise FileExistsError(f"{root} holds a demo data set made with other arguments; pass overwrite=True to replace it")
+        if not overwrite: raise DemoFolderError(f"{root} holds a demo data set made with other arguments; pass overwrite=True to replace it")
     elif root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists and is not a demo data set (no {MANIFEST}); choose an empty or new folder")
+        raise DemoFolderError(f"{root} exists and is not a demo data set (no {MANIFEST}); choose an empty or new folder")
     classes = demo_classes(n_classes)
     n_ignored = max(2, test_clips_per_class * n_classes // 4) if layout == 'kaggle' else 0
     truth = plan_demo_dataset(n_classes, clips_per_class, test_clips_per_class, seed, sr, verified_share, max_duration,
                               odd_formats, broken_files, n_ignored)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f'.{root.name}.partial-', dir=root.parent))
-    try:
-        os.chmod(partial, 0o755)
+    with atomic_folder(root) as partial:
         train_dir, test_dir = (partial/name for name in LAYOUTS[layout])
         train_dir.mkdir()
         test_dir.mkdir()
@@ -566,16 +593,4 @@ def make_demo_dataset(root:str|Path,              # folder to create (the data s
         write_metadata(truth, partial, layout, classes)
         save_json(partial/MANIFEST, dict(generator='dcase_selfverify.demo_data', params=params, classes=list(classes),
                                          n_train=int((truth.split == 'train').sum()), n_test=int((truth.split == 'test').sum())))
-        if root.exists():
-            if (root/MANIFEST).is_file(): shutil.rmtree(root)
-            else: root.rmdir()
-        os.replace(partial, root)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return root
-
-# %% ../nbs/00a_demo_data.ipynb #5944dc22
-def read_truth(folder:str|Path)->pd.DataFrame:
-    "The truth table of a demo data set, with empty strings kept as such."
-    return pd.read_csv(Path(folder)/'truth.csv', dtype={'label': str, 'mixed_with': str, 'usage': str}, keep_default_na=False)

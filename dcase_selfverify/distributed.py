@@ -8,7 +8,15 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/distributed.html.md"""
 from __future__ import annotations
 import contextlib, math, os, warnings
 from typing import Callable, Sequence
+
+# %% auto #0
+__all__ = ['ExcerptDistributedDL', 'ExcerptDistributedTrainer', 'DistributedError', 'excerpt_distrib_ctx', 'init_distributed',
+           'train_fold_distributed', 'main']
+
+# %% ../nbs/04a_distributed.ipynb #b4bc6019
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  # raised inside fastai's imports on torch>=2.10
+
+# %% ../nbs/04a_distributed.ipynb #0d46c3e1
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -21,12 +29,8 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import maybe_gather, num_distrib, rank_distrib
 from fastcore.script import CliError, call_parse
-from .core import FSD_CLASSES, Preset, get_preset
+from .core import FSD_CLASSES, Preset, UserError, get_preset
 from .training import EpochSeed, ExcerptDataLoader, FoldData, fit_resumable, fold_data, make_learner, scaled_constant_epochs
-
-# %% auto #0
-__all__ = ['ExcerptDistributedDL', 'ExcerptDistributedTrainer', 'excerpt_distrib_ctx', 'init_distributed',
-           'train_fold_distributed', 'main']
 
 # %% ../nbs/04a_distributed.ipynb #0e2a5515
 def _skip_excerpt_draws(loader:ExcerptDataLoader, count:int):
@@ -34,6 +38,7 @@ def _skip_excerpt_draws(loader:ExcerptDataLoader, count:int):
     if loader.excerpt_frames is None or count <= 0: return
     loader.draw_starts(count)
 
+# %% ../nbs/04a_distributed.ipynb #66d352d1
 class ExcerptDistributedDL(DistributedDL):
     "fastai `DistributedDL` for an `ExcerptDataLoader`: no broadcast off CUDA, each global batch split among the ranks."
     def _broadcast(self, t, rank):
@@ -97,6 +102,7 @@ class ExcerptDistributedDL(DistributedDL):
 # %% ../nbs/04a_distributed.ipynb #d989d1c2
 def _rank_seed(seed:int, epoch:int, rank:int)->int: return seed * 1_000_003 + epoch + rank * 7_919_000_017
 
+# %% ../nbs/04a_distributed.ipynb #5ceff24e
 class ExcerptDistributedTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` for `ExcerptDataLoader`s: split global batches, global training loss, per-rank random streams."
     def _wrap_dl(self, dl):
@@ -122,6 +128,10 @@ class ExcerptDistributedTrainer(DistributedTrainer):
         if dist.is_initialized(): dist.barrier()
         super().after_fit()
 
+# %% ../nbs/04a_distributed.ipynb #2579b237
+class DistributedError(UserError, ValueError):
+    "Settings a distributed run cannot use: a global batch the ranks cannot share evenly, SyncBatchNorm without GPUs."
+
 # %% ../nbs/04a_distributed.ipynb #f44f8615
 @contextlib.contextmanager
 def excerpt_distrib_ctx(learn:Learner,        # the fold's learner
@@ -133,7 +143,7 @@ def excerpt_distrib_ctx(learn:Learner,        # the fold's learner
         return
     on_gpu = next(learn.model.parameters()).is_cuda
     sync_bn = on_gpu if sync_bn is None else sync_bn
-    if sync_bn and not on_gpu: raise ValueError("SyncBatchNorm needs GPU tensors in torch; use sync_bn=False on CPU")
+    if sync_bn and not on_gpu: raise DistributedError("SyncBatchNorm needs GPU tensors in torch; use sync_bn=False on CPU")
     trainer = ExcerptDistributedTrainer(sync_bn=sync_bn, cpu=not on_gpu)
     learn.add_cb(trainer)
     progress = [cb for cb in learn.cbs if isinstance(cb, ProgressCallback)]
@@ -174,7 +184,7 @@ def train_fold_distributed(data:FoldData,           # from `training.fold_data`
     "Train (or resume) one fold on every rank of a torchrun/accelerate job; rank 0 writes the checkpoints."
     preset = get_preset(preset)
     rank, world_size, local_device = init_distributed()
-    if preset.batch_size % world_size: raise ValueError(f"Batch size {preset.batch_size} is not divisible by {world_size} ranks")
+    if preset.batch_size % world_size: raise DistributedError(f"Batch size {preset.batch_size} is not divisible by {world_size} ranks")
     epochs = epochs or preset.epochs
     learn = make_learner(data, preset.replace(batch_size=preset.batch_size // world_size), device or local_device, mixup, seed,
                          compile=compile, model=model, loss_func=loss_func, cbs=cbs)
@@ -192,12 +202,14 @@ def _load_specs(path:str|Path)->torch.Tensor:
         warnings.simplefilter('ignore', UserWarning)   # read-only memory map: never written to
         return torch.from_numpy(array)
 
+# %% ../nbs/04a_distributed.ipynb #8bbd26f7
 def _class_names(labels:pd.Series, classes:str|None)->list[str]:
     "The class names given on the command line, else the 41 FSDKaggle2018 classes when they cover `labels`, else the sorted labels."
     if classes: return [c.strip() for c in classes.split(',')]
     found = set(labels)
     return list(FSD_CLASSES) if found <= set(FSD_CLASSES) else sorted(found)
 
+# %% ../nbs/04a_distributed.ipynb #681871d6
 @call_parse
 def main(specs:str=None,          # `.npy` spectrograms (clips, bins, frames), rows as in the folds table
          folds:str=None,          # CSV with label, manually_verified, fold
@@ -222,6 +234,7 @@ def main(specs:str=None,          # `.npy` spectrograms (clips, bins, frames), r
     if len(table) != len(spectrograms): raise CliError(f"{folds} has {len(table)} rows but {specs} holds {len(spectrograms)} spectrograms")
     chosen = get_preset(preset, **({'batch_size': batch_size} if batch_size else {}))
     data = fold_data(spectrograms, table, fold, _class_names(table.label, classes))
+    if sync_bn not in ('auto', 'on', 'off'): raise CliError(f"--sync-bn takes auto, on or off, not {sync_bn!r}")
     sync = {'auto': None, 'on': True, 'off': False}[sync_bn]
     try:
         train_fold_distributed(data, chosen, out, epochs, schedule, None if mixup == 'none' else mixup, seed,

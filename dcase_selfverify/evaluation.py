@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from .core import FSD_CLASSES, map_at_3, normalize_label, save_csv, save_json
+from .core import label_indices, map_at_3, save_csv
 
 # %% auto #0
 __all__ = ['ensemble', 'ensemble_predict', 'top_k_labels', 'score', 'evaluate_test', 'per_class_report', 'plot_per_class_f1',
-           'confusion', 'most_confused', 'plot_confusion', 'fill_failed', 'write_submission', 'read_submission',
-           'evaluation_report']
+           'confusion', 'most_confused', 'plot_confusion', 'fill_failed', 'write_submission']
 
 # %% ../nbs/06_evaluation.ipynb #c9ed9272
 def ensemble(probs_per_model:Sequence[Sequence[np.ndarray]], # per preset, its fold models' (clips, classes) probabilities
@@ -69,15 +68,6 @@ def score(probs:np.ndarray,         # (clips, classes) probabilities
     top1 = np.argsort(-probs, axis=1, kind='stable')[:, 0]
     return {'map3': map_at_3(probs, targets), 'accuracy': float(np.mean(top1 == targets)), 'n': int(len(targets))}
 
-# %% ../nbs/06_evaluation.ipynb #1a75f33b
-def _class_indices(labels:Sequence[str], classes:Sequence[str])->np.ndarray:
-    "Class index of each label; raise on labels that are not classes."
-    position = {name: i for i, name in enumerate(classes)}
-    indices = [position.get(normalize_label(label, classes)) for label in labels]
-    unknown = sorted({str(label) for label, index in zip(labels, indices) if index is None})
-    if unknown: raise ValueError(f"Label(s) not among the {len(classes)} classes: {unknown[:10]}")
-    return np.array(indices, dtype=np.int64)
-
 # %% ../nbs/06_evaluation.ipynb #e1b13820
 def evaluate_test(probs:np.ndarray,        # (clips, classes) probabilities, one row per row of `test`
                   test:pd.DataFrame,       # fname, label (None if unscored), usage, as `core.read_test_csv` gives
@@ -89,7 +79,7 @@ def evaluate_test(probs:np.ndarray,        # (clips, classes) probabilities, one
     labelled = test['label'].notna().to_numpy() & ~test['label'].astype(str).isin(['None', '']).to_numpy()
     usage = test['usage'].astype(str).to_numpy() if 'usage' in test.columns else np.full(len(test), 'Unknown')
     targets = np.full(len(test), -1, dtype=np.int64)
-    targets[labelled] = _class_indices(test['label'][labelled].tolist(), classes)
+    targets[labelled] = label_indices(test['label'][labelled].tolist(), classes)
     public, private = labelled & (usage == 'Public'), labelled & (usage == 'Private')
     other = labelled & ~np.isin(usage, ['Public', 'Private', 'Ignored'])
     subsets = {'public': public, 'private': private, 'both': public | private}
@@ -136,6 +126,7 @@ def confusion(probs:np.ndarray,       # (clips, classes) probabilities
     predictions = np.argsort(-np.asarray(probs), axis=1, kind='stable')[:, 0]
     return confusion_matrix(np.asarray(targets), predictions, labels=np.arange(len(classes)))
 
+# %% ../nbs/06_evaluation.ipynb #2e43063b
 def most_confused(cm:np.ndarray,          # confusion matrix, rows true, columns predicted
                   classes:Sequence[str],  # class names
                   min_count:int=1,        # smallest count listed
@@ -222,40 +213,3 @@ def write_submission(probs:np.ndarray,          # (clips, classes) probabilities
     submission = pd.DataFrame({'fname': fnames, 'label': [' '.join(labels) for labels in top_k_labels(filled, classes)]})
     save_csv(path, submission)
     return submission
-
-# %% ../nbs/06_evaluation.ipynb #51015ad4
-def read_submission(path:str|Path,               # a submission CSV
-                    classes:Sequence[str]=FSD_CLASSES, # allowed class names
-                    k:int=3,                     # labels expected per row
-                   )->pd.DataFrame:              # fname, label (canonical names, space-separated)
-    "Read and validate a Kaggle submission file."
-    submission = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if list(submission.columns) != ['fname', 'label']:
-        raise ValueError(f"{path}: expected columns ['fname', 'label'], got {list(submission.columns)}")
-    def canonical(text):
-        names = [normalize_label(name, classes) for name in text.split()]
-        if len(names) != k or None in names or len(set(names)) != k: return None
-        return ' '.join(names)
-    labels = submission['label'].map(canonical)
-    bad = submission[labels.isna() | submission['fname'].str.strip().eq('')]
-    if len(bad): raise ValueError(f"{path}: {len(bad)} row(s) without {k} distinct known class names:\n{bad.head(10).to_string()}")
-    duplicated = submission[submission['fname'].duplicated(keep=False)]
-    if len(duplicated): raise ValueError(f"{path}: {len(duplicated)} row(s) with a duplicate fname:\n{duplicated.head(10).to_string()}")
-    return submission.assign(label=labels)
-
-# %% ../nbs/06_evaluation.ipynb #54a8edb7
-def _plain(value):
-    "`value` with numpy scalars and arrays and DataFrames (also inside dicts and lists) turned into plain Python objects."
-    if isinstance(value, pd.DataFrame): return _plain(value.to_dict(orient='records'))
-    if isinstance(value, dict): return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)): return [_plain(item) for item in value]
-    if isinstance(value, (np.ndarray, np.generic)): return value.tolist()
-    return value
-
-def evaluation_report(results:dict,     # metrics, e.g. `evaluate_test`'s output
-                      path:str|Path,    # the JSON file to write
-                     )->dict:           # what was written
-    "Write `results` as JSON atomically."
-    plain = _plain(results)
-    save_json(path, plain)
-    return plain

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
-from .core import save_csv
+from .core import UserError, save_csv
 
 # %% auto #0
-__all__ = ['FOLD_COLUMNS', 'make_folds', 'class_balance', 'fold_summary', 'save_folds', 'load_folds', 'fold_split']
+__all__ = ['FOLD_COLUMNS', 'FoldsError', 'make_folds', 'save_folds', 'load_folds']
 
 # %% ../nbs/02_folds.ipynb #5e6644e5
 def _common_mask(labels:np.ndarray, # class label of each clip
@@ -55,6 +55,10 @@ def _place_groups(group_of:np.ndarray,    # sub-fold (group) index of each clip 
     fold_of_group = {groups[i]: fold_order[rank] for rank, i in enumerate(group_order)}
     return np.array([fold_of_group[g] for g in group_of])
 
+# %% ../nbs/02_folds.ipynb #d90990cf
+class FoldsError(UserError, ValueError):
+    "A fold option or a saved fold table that cannot be used: too few folds, a missing file, clips or labels that differ from the training table."
+
 # %% ../nbs/02_folds.ipynb #367bcfce
 def make_folds(train:pd.DataFrame, # training table with columns fname, label, manually_verified (bool)
                n_folds:int=4,      # number of folds
@@ -63,7 +67,7 @@ def make_folds(train:pd.DataFrame, # training table with columns fname, label, m
     "Split verified and unverified clips into stratified folds separately and join them class by class."
     missing = [c for c in ('fname', 'label', 'manually_verified') if c not in train.columns]
     if missing: raise ValueError(f"make_folds needs columns fname, label, manually_verified; {missing} missing")
-    if n_folds < 2: raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    if n_folds < 2: raise FoldsError(f"n_folds must be at least 2, got {n_folds}")
     if train.fname.duplicated().any(): raise ValueError("make_folds: duplicate fnames in the training table")
     table = train.sort_values('fname', kind='stable').reset_index(drop=True)
     verified = table.manually_verified.astype(bool).values
@@ -89,28 +93,6 @@ def make_folds(train:pd.DataFrame, # training table with columns fname, label, m
         fold[part] = part_fold
     return table.assign(fold=fold)
 
-# %% ../nbs/02_folds.ipynb #08a404ee
-def class_balance(folds:pd.DataFrame, # a fold table from `make_folds`
-                 )->pd.Series:        # largest |clips of a class in a fold - its share| for each part
-    "How far any class strays from its share `count/n_folds` in any fold: verified, unverified and all clips."
-    n_folds = int(folds.fold.max()) + 1
-    parts = {'verified': folds[folds.manually_verified], 'unverified': folds[~folds.manually_verified], 'all': folds}
-    def worst(part):
-        if not len(part): return 0.0
-        counts = pd.crosstab(part.label, part.fold).reindex(columns=range(n_folds), fill_value=0)
-        return float((counts.sub(counts.sum(axis=1) / n_folds, axis=0)).abs().values.max())
-    return pd.Series({name: worst(part) for name, part in parts.items()})
-
-# %% ../nbs/02_folds.ipynb #63fa9cee
-def fold_summary(folds:pd.DataFrame, # a fold table from `make_folds`
-                )->pd.DataFrame:     # one row per fold: verified, unverified and total clips, classes present
-    "Clips per validation fold."
-    grouped = folds.groupby('fold')
-    return pd.DataFrame({'verified': grouped.manually_verified.sum().astype(int),
-                         'unverified': grouped.manually_verified.apply(lambda flags: int((~flags.astype(bool)).sum())),
-                         'total': grouped.size(),
-                         'classes': grouped.label.nunique()})
-
 # %% ../nbs/02_folds.ipynb #c03aa5f8
 FOLD_COLUMNS = ['fname', 'label', 'manually_verified', 'fold']
 
@@ -122,42 +104,32 @@ def save_folds(folds:pd.DataFrame, # a fold table from `make_folds`
     table['manually_verified'] = table.manually_verified.astype(int)
     save_csv(path, table)
 
+# %% ../nbs/02_folds.ipynb #5a2c24ef
+def _check_same_clips(folds:pd.DataFrame, train:pd.DataFrame, path:Path):
+    "Raise a `FoldsError` naming the clips that differ between a fold table and the training table."
+    only_folds = sorted(set(folds.fname) - set(train.fname))
+    only_train = sorted(set(train.fname) - set(folds.fname))
+    if only_folds or only_train:
+        raise FoldsError(f"{path} does not match the training table: {len(only_train)} training clip(s) without a fold "
+                         f"(e.g. {only_train[:5]}), {len(only_folds)} fold row(s) not in the training table (e.g. {only_folds[:5]})")
+    merged = folds[['fname', 'label']].merge(train[['fname', 'label']], on='fname', suffixes=('_folds', '_train'))
+    relabelled = merged[merged.label_folds != merged.label_train]
+    if len(relabelled):
+        raise FoldsError(f"{path}: {len(relabelled)} clip(s) have another label in the training table, e.g.\n"
+                         + relabelled.head(5).to_string(index=False))
+
 # %% ../nbs/02_folds.ipynb #233f7626
 def load_folds(path:str|Path,                # CSV written by `save_folds`
                train:pd.DataFrame|None=None, # training table to check against (same fnames and labels)
               )->pd.DataFrame:               # fname, label, manually_verified (bool), fold (int)
     "Read a fold table; with `train`, raise if it does not list exactly the same clips and labels."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"Fold file not found: {path}")
+    if not path.is_file(): raise FoldsError(f"Fold file not found: {path}")
     folds = pd.read_csv(path, dtype={'fname': str, 'label': str}, keep_default_na=False)
     missing = [c for c in FOLD_COLUMNS if c not in folds.columns]
-    if missing: raise ValueError(f"{path} lacks column(s) {missing}; it has {list(folds.columns)}")
+    if missing: raise FoldsError(f"{path} lacks column(s) {missing}; it has {list(folds.columns)}")
     folds['manually_verified'] = folds.manually_verified.astype(int).astype(bool)
     folds['fold'] = folds.fold.astype(int)
-    if (folds.fold < 0).any(): raise ValueError(f"{path}: negative fold numbers")
+    if (folds.fold < 0).any(): raise FoldsError(f"{path}: negative fold numbers")
     if train is not None: _check_same_clips(folds, train, path)
     return folds
-
-def _check_same_clips(folds:pd.DataFrame, train:pd.DataFrame, path:Path):
-    "Raise a ValueError naming the clips that differ between a fold table and the training table."
-    only_folds = sorted(set(folds.fname) - set(train.fname))
-    only_train = sorted(set(train.fname) - set(folds.fname))
-    if only_folds or only_train:
-        raise ValueError(f"{path} does not match the training table: {len(only_train)} training clip(s) without a fold "
-                         f"(e.g. {only_train[:5]}), {len(only_folds)} fold row(s) not in the training table (e.g. {only_folds[:5]})")
-    merged = folds[['fname', 'label']].merge(train[['fname', 'label']], on='fname', suffixes=('_folds', '_train'))
-    relabelled = merged[merged.label_folds != merged.label_train]
-    if len(relabelled):
-        raise ValueError(f"{path}: {len(relabelled)} clip(s) have another label in the training table, e.g.\n"
-                         + relabelled.head(5).to_string(index=False))
-
-# %% ../nbs/02_folds.ipynb #8dd0c07c
-def fold_split(folds:pd.DataFrame, # a fold table from `make_folds` or `load_folds`
-               fold:int,           # the validation fold
-              )->tuple[np.ndarray, np.ndarray, np.ndarray]: # row positions: training, validation, verified validation
-    "Row positions of a fold's training clips, its validation clips and its verified validation clips."
-    fold_numbers = folds.fold.values
-    if fold not in set(fold_numbers): raise ValueError(f"Fold {fold} not in the fold table (folds {sorted(set(fold_numbers))})")
-    is_valid = fold_numbers == fold
-    verified = folds.manually_verified.values.astype(bool)
-    return np.flatnonzero(~is_valid), np.flatnonzero(is_valid), np.flatnonzero(is_valid & verified)

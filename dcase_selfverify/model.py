@@ -10,15 +10,14 @@ import contextlib, pickle, re
 from pathlib import Path
 from typing import Sequence
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
-from .core import FSD_CLASSES, PRESETS, Preset, default_device, get_preset
+from .core import FSD_CLASSES, Preset, UserError, default_device, get_preset
 
 # %% auto #0
 __all__ = ['VGG_GAP_LAYERS', 'MIN_FRAMES', 'MIN_BINS', 'output_size', 'time_receptive_field', 'step_frames', 'ConvBN', 'VGGGap',
-           'count_parameters', 'build_model', 'unwrap', 'read_checkpoint', 'model_state', 'load_model', 'cut_excerpts',
-           'predict', 'conv_flops', 'preset_table']
+           'count_parameters', 'build_model', 'unwrap', 'CheckpointError', 'read_checkpoint', 'model_state',
+           'load_model', 'cut_excerpts', 'predict', 'conv_flops']
 
 # %% ../nbs/03_model.ipynb #e3562f1d
 VGG_GAP_LAYERS = (
@@ -172,20 +171,27 @@ def unwrap(model:nn.Module, # a network, possibly wrapped by torch.compile or Di
     model = getattr(model, '_orig_mod', model)
     return getattr(model, 'module', model)
 
-def read_checkpoint(path:str|Path, # a file written by `torch.save`
-                   )->dict:        # its contents, tensors on the CPU
-    "Read a checkpoint or weight file safely (`weights_only`), with a clear error when it is missing or not a dict."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"Checkpoint not found: {path}")
-    try: checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as e: raise ValueError(f"{path} is not a readable checkpoint: {e}") from e
-    if not isinstance(checkpoint, dict): raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
-    return checkpoint
+# %% ../nbs/03_model.ipynb #fdf885c0
+class CheckpointError(UserError, ValueError):
+    "A checkpoint or weight file that is missing, unreadable, or holds no network weights."
 
+# %% ../nbs/03_model.ipynb #f158afb6
 def _strip_prefixes(state:dict)->dict:
     "Remove the `_orig_mod.` and `module.` prefixes that torch.compile and DDP add to state_dict keys."
     return {re.sub(r'^(_orig_mod\.|module\.)+', '', key): value for key, value in state.items()}
 
+# %% ../nbs/03_model.ipynb #5a922d80
+def read_checkpoint(path:str|Path, # a file written by `torch.save`
+                   )->dict:        # its contents, tensors on the CPU
+    "Read a checkpoint or weight file safely (`weights_only`), with a clear error when it is missing or not a dict."
+    path = Path(path)
+    if not path.is_file(): raise CheckpointError(f"Checkpoint not found: {path}")
+    try: checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e: raise CheckpointError(f"{path} is not a readable checkpoint: {e}") from e
+    if not isinstance(checkpoint, dict): raise CheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    return checkpoint
+
+# %% ../nbs/03_model.ipynb #9da18548
 def model_state(source:str|Path|dict|nn.Module, # a checkpoint file or dict (with 'model'), a state_dict (file), or a network
                )->dict[str, torch.Tensor]:       # the plain state_dict, on the CPU, contiguous
     "The plain `state_dict` of one network, from wherever it is kept."
@@ -194,10 +200,11 @@ def model_state(source:str|Path|dict|nn.Module, # a checkpoint file or dict (wit
         checkpoint = source if isinstance(source, dict) else read_checkpoint(source)
         state = checkpoint['model'] if isinstance(checkpoint.get('model'), dict) else checkpoint
         if not state or not all(isinstance(value, torch.Tensor) for value in state.values()):
-            raise ValueError(f"{source if not isinstance(source, dict) else 'the dict'} is neither a training checkpoint "
+            raise CheckpointError(f"{source if not isinstance(source, dict) else 'the dict'} is neither a training checkpoint "
                              f"(a dict with a 'model' state_dict) nor a state_dict")
     return {key: value.detach().cpu().contiguous() for key, value in _strip_prefixes(state).items()}
 
+# %% ../nbs/03_model.ipynb #35d9d7b1
 def load_model(source:str|Path|dict|nn.Module, # anything `model_state` reads
                preset:str|Preset,              # the network's preset
                n_classes:int,                  # classes it predicts
@@ -268,15 +275,3 @@ def conv_flops(frames:int,                     # input frames
         elif layer[0] == 'pool':
             height, width = height // layer[1], width // layer[2]
     return flops
-
-# %% ../nbs/03_model.ipynb #121ab199
-def preset_table(n_classes:int=len(FSD_CLASSES), # classes
-                )->pd.DataFrame:                 # one row per preset: nf, parameter counts, GFLOP per excerpt and per clip
-    "Network size and forward cost of every preset in `core.PRESETS`."
-    rows = []
-    for name, preset in PRESETS.items():
-        counts = count_parameters(build_model(preset, n_classes))
-        rows.append({'preset': name, 'nf': preset.nf, **counts,
-                     'GFLOP_excerpt': round(conv_flops(preset.excerpt_frames, preset.nf, n_classes) / 1e9, 3),
-                     'GFLOP_clip': round(conv_flops(preset.n_frames, preset.nf, n_classes) / 1e9, 2)})
-    return pd.DataFrame(rows).set_index('preset')

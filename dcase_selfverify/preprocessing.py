@@ -18,9 +18,9 @@ from .core import UserError, save_array, save_json, load_json, save_csv
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOPS', 'N_BANDS', 'N_FRAMES', 'CACHE_FORMAT', 'SOX_PEAK', 'SILENCE_PEAK', 'SUMMARY_COLUMNS',
-           'AudioError', 'read_audio', 'resample', 'load_audio', 'content_bounds', 'clip_silence', 'sox_bounds',
-           'log_filterbank', 'spectrogram', 'relative_error', 'fix_length', 'audio_features', 'clip_features',
-           'FeatureCacheError', 'cache_manifest', 'extract_features', 'load_features']
+           'AudioError', 'read_audio', 'resample', 'load_audio', 'content_bounds', 'clip_silence', 'log_filterbank',
+           'spectrogram', 'fix_length', 'audio_features', 'clip_features', 'FeatureCacheError', 'cache_manifest',
+           'extract_features', 'load_features']
 
 # %% ../nbs/01_preprocessing.ipynb #eb21e8e7
 SAMPLE_RATE = 32000          # Hz, the rate every spectrogram is computed at
@@ -33,7 +33,7 @@ SOX_PEAK = 10 ** (-0.1 / 20) # SoX's `norm -0.1`: peak at -0.1 dBFS
 SILENCE_PEAK = 1e-4          # clips whose peak is at most this (-80 dBFS, ~3 LSB of 16 bits) hold no content
 
 # %% ../nbs/01_preprocessing.ipynb #9bf636d5
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     "An audio file is missing, empty or cannot be decoded; the message names the file and the reason."
 
 # %% ../nbs/01_preprocessing.ipynb #8c321518
@@ -70,6 +70,7 @@ def resample(y:np.ndarray, # mono signal
     if len(resampled) >= n_samples: return np.ascontiguousarray(resampled[:n_samples], dtype=np.float32)
     return np.pad(resampled, (0, n_samples - len(resampled))).astype(np.float32)
 
+# %% ../nbs/01_preprocessing.ipynb #adb4a09a
 def load_audio(path:str|Path,        # audio file (wav of any bit depth, channels and rate; anything soundfile or librosa reads)
                sr:int|None=SAMPLE_RATE, # target sample rate; None keeps the file's own
               )->np.ndarray:          # float32 mono samples
@@ -116,6 +117,7 @@ def content_bounds(y:np.ndarray, # mono signal
     if from_end is None: return start, len(y)
     return start, len(y) - from_end
 
+# %% ../nbs/01_preprocessing.ipynb #2be345d2
 def clip_silence(y:np.ndarray, # mono signal
                  sr:int,       # sample rate in Hz
                 )->np.ndarray: # normalised signal with leading and trailing silence removed
@@ -125,18 +127,6 @@ def clip_silence(y:np.ndarray, # mono signal
     if bounds is None: return y.copy()
     start, end = bounds
     return (y[start:end] * (SOX_PEAK / float(np.abs(y[start:]).max()))).astype(np.float32)
-
-# %% ../nbs/01_preprocessing.ipynb #b9df06c1
-def sox_bounds(original:np.ndarray, # the signal SoX was given (mono)
-               clipped:np.ndarray,  # SoX's output for it (mono)
-              )->tuple[int, int]|None: # [start, end) of `clipped` within `original`, or None when it is empty
-    "Locate SoX's clipped output within its input by cross-correlation (for checks against SoX)."
-    if len(clipped) == 0: return None
-    if len(clipped) >= len(original): return 0, len(original)
-    from scipy.signal import correlate
-    score = correlate(np.asarray(original, np.float64), np.asarray(clipped, np.float64), mode='valid', method='fft')
-    start = int(np.argmax(score))
-    return start, start + len(clipped)
 
 # %% ../nbs/01_preprocessing.ipynb #70031dbd
 _MEL_LINEAR_STEP, _MEL_LOG_HZ = 200.0 / 3, 1000.0   # Slaney mel scale: linear below 1 kHz, logarithmic above
@@ -153,6 +143,7 @@ def _hz_to_mel(frequencies:np.ndarray|float)->np.ndarray:
     elif frequencies >= _MEL_LOG_HZ: mels = min_log_mel + np.log(frequencies / _MEL_LOG_HZ) / _MEL_LOG_STEP
     return mels
 
+# %% ../nbs/01_preprocessing.ipynb #6c1c8e11
 def _mel_to_hz(mels:np.ndarray)->np.ndarray:
     "Frequencies (Hz) of Slaney `mels` (an array), as `librosa.mel_to_hz` computes them."
     mels = np.asanyarray(mels)
@@ -162,6 +153,7 @@ def _mel_to_hz(mels:np.ndarray)->np.ndarray:
     frequencies[log_part] = _MEL_LOG_HZ * np.exp(_MEL_LOG_STEP * (mels[log_part] - min_log_mel))
     return frequencies
 
+# %% ../nbs/01_preprocessing.ipynb #458619f3
 def _slaney_mel(sr:int, n_fft:int, n_mels:int)->np.ndarray:
     "(n_mels, 1 + n_fft // 2) float32 mel filterbank from 0 Hz to sr / 2, as `librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)`."
     fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
@@ -173,6 +165,7 @@ def _slaney_mel(sr:int, n_fft:int, n_mels:int)->np.ndarray:
     weights *= (2.0 / (mel_freqs[2:n_mels + 2] - mel_freqs[:n_mels]))[:, np.newaxis]   # Slaney norm: equal area
     return weights
 
+# %% ../nbs/01_preprocessing.ipynb #eb9fbf3d
 def _a_weighting(frequencies:np.ndarray, min_db:float=-80.0)->np.ndarray:
     "A-weighting (dB) of `frequencies` (Hz), floored at `min_db`, as `librosa.A_weighting` computes it."
     f_sq = np.asanyarray(frequencies) ** 2.0
@@ -181,16 +174,19 @@ def _a_weighting(frequencies:np.ndarray, min_db:float=-80.0)->np.ndarray:
                             - 0.5 * np.log10(f_sq + const[2]) - 0.5 * np.log10(f_sq + const[3]))
     return np.maximum(min_db, weights)
 
+# %% ../nbs/01_preprocessing.ipynb #920abe04
 def _periodic_hann(n:int)->np.ndarray:
     "The periodic (float64) Hann window of length `n`, as `scipy.signal.get_window('hann', n, fftbins=True)`."
     return (0.5 + 0.5 * np.cos(np.linspace(-np.pi, np.pi, n + 1)))[:-1]
 
+# %% ../nbs/01_preprocessing.ipynb #a8078a7f
 @functools.lru_cache(maxsize=8)
 def _v1_filters(sr:int)->tuple[np.ndarray, np.ndarray, np.ndarray]:
     "A-weighting (dB per FFT bin), the transposed 128-band Slaney mel filterbank and the periodic (float64) Hann window."
     with np.errstate(divide='ignore'): a_weighting = _a_weighting(np.fft.rfftfreq(n=N_FFT, d=1.0 / sr)).astype(np.float32)
     return a_weighting, np.ascontiguousarray(_slaney_mel(sr, N_FFT, N_BANDS).T), _periodic_hann(N_FFT)
 
+# %% ../nbs/01_preprocessing.ipynb #a4594243
 def _spectrogram_v1(y:np.ndarray, sr:int)->np.ndarray:
     "librosa version: mel filterbank over the perceptually weighted dB power spectrum, shape (128, frames)."
     a_weighting, mel, window = _v1_filters(sr)
@@ -264,13 +260,6 @@ def spectrogram(y:np.ndarray,        # mono signal
         return _spectrogram_v1(y, sr)
     return _spectrogram_v2(y, sr)
 
-# %% ../nbs/01_preprocessing.ipynb #ae82817c
-def relative_error(ours:np.ndarray, theirs:np.ndarray)->float:
-    "max |ours - theirs| / max |theirs|: the error measure of the fixture checks."
-    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    if ours.shape != theirs.shape: raise ValueError(f"shapes differ: {ours.shape} vs {theirs.shape}")
-    return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
-
 # %% ../nbs/01_preprocessing.ipynb #40736948
 def fix_length(spec:np.ndarray,       # (bands, frames) spectrogram
                n_frames:int=N_FRAMES, # wanted number of frames
@@ -303,6 +292,7 @@ def audio_features(path:str|Path,           # audio file
     specs = {version: spectrogram(y, sr, version) for version in versions}
     return specs, dict(status=status, seconds=seconds, clipped_seconds=len(y) / sr, start=start / file_sr)
 
+# %% ../nbs/01_preprocessing.ipynb #5f9b4bad
 def _clip_features(path:str|Path, version:int=1, sr:int=SAMPLE_RATE, clip:bool=True)->tuple[np.ndarray, dict]:
     "Features of one file and its row of the cache's summary table (status, frames, seconds, clipped_seconds, error)."
     specs, info = audio_features(path, (version,), sr, clip)
@@ -310,6 +300,7 @@ def _clip_features(path:str|Path, version:int=1, sr:int=SAMPLE_RATE, clip:bool=T
     return spec, dict(status=info['status'], frames=spec.shape[1], seconds=round(info['seconds'], 4),
                       clipped_seconds=round(info['clipped_seconds'], 4), error='')
 
+# %% ../nbs/01_preprocessing.ipynb #a05d1096
 def clip_features(path:str|Path,      # audio file
                   version:int=1,       # spectrogram version (1 or 2)
                   sr:int=SAMPLE_RATE,  # sample rate of the spectrogram
@@ -319,9 +310,10 @@ def clip_features(path:str|Path,      # audio file
     return _clip_features(path, version, sr, clip)[0]
 
 # %% ../nbs/01_preprocessing.ipynb #a2a7f0a2
-class FeatureCacheError(ValueError):
+class FeatureCacheError(UserError, ValueError):
     "A feature cache does not fit the request: other parameters, or clips missing."
 
+# %% ../nbs/01_preprocessing.ipynb #86eb5977
 SUMMARY_COLUMNS = ['fname', 'status', 'frames', 'seconds', 'clipped_seconds', 'error']
 _DONE = ('ok', 'silent', 'short')
 
@@ -331,8 +323,10 @@ def cache_manifest(version:int=1, sr:int=SAMPLE_RATE, clip:bool=True)->dict:
     return dict(format=CACHE_FORMAT, version=int(version), sr=int(sr), n_fft=N_FFT, hop=HOPS[version],
                 n_mels=N_BANDS, clip=bool(clip), dtype='float16')
 
+# %% ../nbs/01_preprocessing.ipynb #ecacfd8d
 def _cache_folder(cache_dir:str|Path, version:int)->Path: return Path(cache_dir)/f'v{version}'
 
+# %% ../nbs/01_preprocessing.ipynb #07366421
 def _feature_path(folder:Path, fname:str)->Path: return folder/f'{fname}.npy'
 
 # %% ../nbs/01_preprocessing.ipynb #4d1501f6
@@ -347,6 +341,7 @@ def _check_manifest(folder:Path, manifest:dict, create:bool=True):
     elif create: save_json(path, manifest)
     else: raise FeatureCacheError(f"No feature cache in {folder} (manifest.json missing); run extract_features first")
 
+# %% ../nbs/01_preprocessing.ipynb #6f2a4f34
 def _read_rows(path:Path)->pd.DataFrame:
     "Summary rows from a CSV; lines cut short by a kill are dropped."
     if not path.is_file(): return pd.DataFrame(columns=SUMMARY_COLUMNS)
@@ -356,11 +351,13 @@ def _read_rows(path:Path)->pd.DataFrame:
     rows = rows.dropna(subset=['frames'])
     return _typed(rows[rows.status.isin(_DONE + ('failed',))])
 
+# %% ../nbs/01_preprocessing.ipynb #5582e46c
 def _typed(rows:pd.DataFrame)->pd.DataFrame:
     "Summary rows with their columns in order and with fixed dtypes."
     rows = rows.reindex(columns=SUMMARY_COLUMNS).reset_index(drop=True)
     return rows.astype(dict(fname=str, status=str, frames=int, seconds=float, clipped_seconds=float, error=str))
 
+# %% ../nbs/01_preprocessing.ipynb #b8a3db51
 def _known_rows(folder:Path)->pd.DataFrame:
     "Every clip the cache knows about: `summary.csv` updated by the progress log of an interrupted run."
     rows = pd.concat([_read_rows(folder/'summary.csv'), _read_rows(folder/'progress.csv')], ignore_index=True)
@@ -374,10 +371,12 @@ def _single_threaded():
         return threadpool_limits(1)
     except ImportError: return contextlib.nullcontext()
 
+# %% ../nbs/01_preprocessing.ipynb #457f6174
 def _init_worker():
     "Keep each worker's numerical libraries to one thread for its whole life."
     _single_threaded()
 
+# %% ../nbs/01_preprocessing.ipynb #65a02207
 def _extract_one(fname:str, path:str, out_path:str, version:int, sr:int, clip:bool)->dict:
     "Compute, save (float16, atomically) and summarise the features of one clip; failures become a row."
     start = time.perf_counter()
@@ -388,6 +387,7 @@ def _extract_one(fname:str, path:str, out_path:str, version:int, sr:int, clip:bo
         return _failed_row(fname, str(e) if isinstance(e, AudioError) else f"{type(e).__name__}: {e}")
     return dict(fname=fname, **row, time=time.perf_counter() - start)
 
+# %% ../nbs/01_preprocessing.ipynb #9cc5d316
 def _failed_row(fname:str, message:str)->dict:
     "The summary row of a clip without features."
     return dict(fname=fname, status='failed', frames=0, seconds=float('nan'), clipped_seconds=float('nan'),
@@ -436,6 +436,7 @@ def _append_row(log_file, row:dict):
     csv.writer(log_file).writerow([row[c] for c in SUMMARY_COLUMNS])
     log_file.flush()
 
+# %% ../nbs/01_preprocessing.ipynb #31a8f1ff
 def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as `core.find_dataset` gives)
                      cache_dir:str|Path,         # cache root; arrays go to `cache_dir/v{version}/`
                      version:int=1,              # spectrogram version (1 or 2)

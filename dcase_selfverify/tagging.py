@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/tagging.html.md"""
 
 # %% ../nbs/06a_tagging.ipynb #962c962e
 from __future__ import annotations
-import dataclasses, io, os, re, shutil, tempfile, warnings
+import dataclasses, io, re, warnings
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from . import __version__
-from .core import UserError, AUDIO_SUFFIXES, Preset, atomic_write, default_device, get_preset, load_json, save_json
+from .core import UserError, AUDIO_SUFFIXES, Preset, atomic_folder, atomic_write, default_device, get_preset, load_json, save_json
 from .preprocessing import AudioError, HOPS, N_BANDS, SAMPLE_RATE, audio_features, fix_length
 from .model import MIN_FRAMES, VGGGap, build_model, model_state, predict, step_frames, unwrap
 from .evaluation import ensemble
@@ -49,6 +49,7 @@ def _is_export(folder:Path)->bool:
     except (OSError, ValueError): return False
     return isinstance(config, dict) and 'format' in config and 'members' in config
 
+# %% ../nbs/06a_tagging.ipynb #e48dfecf
 def _check_target(out_dir:Path):
     "Refuse to replace anything but a missing folder, an empty one, or an earlier export."
     if not out_dir.exists(): return
@@ -56,19 +57,6 @@ def _check_target(out_dir:Path):
     if any(out_dir.iterdir()) and not _is_export(out_dir):
         raise ExportError(f"{out_dir} exists and is not an exported ensemble (no {CONFIG_FILE} with a format number); "
                               f"refusing to overwrite it. Choose a new or empty folder.")
-
-def _replace_folder(new:Path, target:Path):
-    "Move the finished folder `new` onto `target`, replacing an earlier export there."
-    if not target.exists():
-        os.rename(new, target)
-        return
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f'.{target.name}.', suffix='.old'))
-    os.rename(target, old/target.name)
-    try: os.rename(new, target)
-    except BaseException:
-        os.rename(old/target.name, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/06a_tagging.ipynb #eb66edf7
 def _save_weights(state:dict, path:Path, fmt:str, metadata:dict):
@@ -78,6 +66,7 @@ def _save_weights(state:dict, path:Path, fmt:str, metadata:dict):
         save_file(state, str(path), metadata={key: str(value) for key, value in metadata.items()})
     else: torch.save(state, path)
 
+# %% ../nbs/06a_tagging.ipynb #4901728c
 def export_ensemble(members:Sequence[tuple[str|Preset, Sequence[str|Path|nn.Module]]], # (preset, its fold models' checkpoints) pairs
                     classes:Sequence[str],        # class names, in the order of the networks' outputs
                     out_dir:str|Path,             # folder to create (or an earlier export to replace)
@@ -94,9 +83,7 @@ def export_ensemble(members:Sequence[tuple[str|Preset, Sequence[str|Path|nn.Modu
     if len(set(names)) < len(names): raise ExportError(f"Preset names must be unique within an ensemble (they name the weight files): {names}")
     bad = [name for name in names if not re.fullmatch(r'[A-Za-z0-9_.-]+', name)]
     if bad: raise ExportError(f"Preset names {bad} cannot be file names; use letters, digits, '_', '.' and '-'")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.', suffix='.tmp'))
-    try:
+    with atomic_folder(out_dir) as work_dir:
         config_members = []
         for preset, (_, sources) in zip(presets, members):
             if len(sources) == 0: raise ExportError(f"Preset {preset.name!r} has no fold models")
@@ -116,10 +103,6 @@ def export_ensemble(members:Sequence[tuple[str|Preset, Sequence[str|Path|nn.Modu
         save_json(work_dir/CONFIG_FILE, {'format': EXPORT_FORMAT, 'package': 'dcase_selfverify', 'package_version': __version__,
                                          'classes': classes, 'n_classes': len(classes), 'sample_rate': SAMPLE_RATE,
                                          'clip_silence': True, 'n_bins': N_BANDS, 'weights_format': fmt, 'members': config_members})
-        _replace_folder(work_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
     return out_dir
 
 # %% ../nbs/06a_tagging.ipynb #4979f5a7
@@ -150,6 +133,7 @@ def _preset_from_dict(stored:dict)->Preset:
     known = {field.name for field in dataclasses.fields(Preset)}
     return Preset(**{key: value for key, value in stored.items() if key in known})
 
+# %% ../nbs/06a_tagging.ipynb #0b9711a3
 def _member_networks(folder:Path, entry:dict, classes:list[str], fmt:str, n_bins:int)->tuple[Preset, list[VGGGap]]:
     "The preset and the fold networks of one member of an export's config.json."
     preset = _preset_from_dict(entry['preset']).replace(version=entry['version'], n_frames=entry['n_frames'])
@@ -168,6 +152,7 @@ def _member_networks(folder:Path, entry:dict, classes:list[str], fmt:str, n_bins
         models.append(model)
     return preset, models
 
+# %% ../nbs/06a_tagging.ipynb #7fe1e9e5
 def load_ensemble(folder:str|Path,        # a folder written by `export_ensemble`
                   device:str|None=None,   # where to put the networks (default: CUDA when present)
                  )->TaggingEnsemble:
@@ -204,6 +189,7 @@ def _member_spectrogram(specs_by_version:dict, preset:Preset)->np.ndarray:
     if spec.ndim != 2: raise ValueError(f"Expected a (bands, frames) spectrogram for version {preset.version}, got shape {spec.shape}")
     return spec
 
+# %% ../nbs/06a_tagging.ipynb #1d4115a9
 @patch
 def predict_spectrograms(self:TaggingEnsemble,
                          specs_by_version:dict[int, np.ndarray], # {spectrogram version: (128, frames) spectrogram}
@@ -223,6 +209,7 @@ def file_spectrograms(self:TaggingEnsemble,
     "The spectrograms of `path` that the members read, computed as for training."
     return audio_features(path, self.versions, self.sample_rate, self.clip)[0]
 
+# %% ../nbs/06a_tagging.ipynb #e11ed881
 @patch
 def predict_file(self:TaggingEnsemble,
                  path:str|Path, # audio file of any length and format
@@ -242,6 +229,7 @@ def _audio_files(paths_or_folder)->tuple[list[Path], Path|None]:
         return [path], None
     return [Path(p) for p in paths_or_folder], None
 
+# %% ../nbs/06a_tagging.ipynb #e9e128a5
 def tag_files(paths_or_folder:str|Path|Sequence[str|Path], # audio files, or a folder searched recursively for audio files
               ensemble:TaggingEnsemble,                     # from `load_ensemble`
               k:int=3,                                      # labels per file
@@ -257,8 +245,8 @@ def tag_files(paths_or_folder:str|Path|Sequence[str|Path], # audio files, or a f
     for path in iterator:
         row = {'fname': path.relative_to(root).as_posix() if root is not None else str(path)}
         try: probs = ensemble.predict_file(path)
-        except Exception as e:
-            row['error'] = str(e) if isinstance(e, AudioError) else f"{type(e).__name__}: {e}"
+        except AudioError as e:
+            row['error'] = str(e)
             rows.append(row)
             continue
         ranking = np.argsort(-probs, kind='stable')[:k]
@@ -327,6 +315,7 @@ def _require_onnx():
                           f"install them with: pip install 'dcase-selfverify[onnx]'") from e
     return onnx, onnxruntime
 
+# %% ../nbs/06a_tagging.ipynb #0c8c0fbc
 class _OnnxLogits(nn.Module):
     "The layers of a VGGGap followed by global average pooling, without Python-side input checks."
     def __init__(self, model:VGGGap):
@@ -354,6 +343,7 @@ def export_onnx(model:VGGGap,     # one trained network (a fold model)
     with atomic_write(path) as f: f.write(buffer.getvalue())
     return Path(path)
 
+# %% ../nbs/06a_tagging.ipynb #ceb3f0aa
 def check_onnx(model:VGGGap,                         # the network that was exported
                path:str|Path,                        # its .onnx file
                frames:Sequence[int]=(384, 1000, 3000), # input lengths to compare at

@@ -162,6 +162,29 @@ def test_a_bug_shows_its_traceback(tmp_path):
     assert result.returncode == 1, result.stderr
     assert 'Traceback' in result.stderr and "KeyError: 'an internal key'" in result.stderr
 
+@pytest.fixture(scope='module')
+def tiny_export(tmp_path_factory):
+    "An exported ensemble of one untrained tiny network: enough to see how `tag` treats files it cannot read."
+    from dcase_selfverify.model import build_model
+    from dcase_selfverify.tagging import export_ensemble
+    return export_ensemble([('tiny', [build_model('tiny', 3)])], ['a', 'b', 'c'], tmp_path_factory.mktemp('model')/'export')
+
+def test_tag_missing_file_is_one_line(tiny_export, tmp_path):
+    "A file that does not exist is the user's to fix: one line on stderr, status 2."
+    result = cli('tag', tmp_path/'missing.wav', '--model', tiny_export, check=2)
+    assert result.stderr.strip().splitlines() == [f"dcase-selfverify tag: error: {tmp_path/'missing.wav'}: no such file or folder"]
+
+@pytest.mark.parametrize('name,content,reason', [('empty.wav', b'', 'empty file (0 bytes)'),
+                                                 ('notes.wav', b'this is text, not audio\n' * 20, 'cannot decode audio')])
+def test_tag_unreadable_file_keeps_its_row(tiny_export, tmp_path, name, content, reason):
+    "An empty file and a text file named .wav are tagged as far as possible: their row says why, status 1, no traceback."
+    (tmp_path/name).write_bytes(content)
+    result = cli('tag', tmp_path/name, '--model', tiny_export, '--csv', tmp_path/'tags.csv', check=1)
+    assert 'Traceback' not in result.stderr, result.stderr
+    rows = pd.read_csv(tmp_path/'tags.csv', keep_default_na=False)
+    assert rows.fname.tolist() == [str(tmp_path/name)] and reason in rows.error[0]
+    assert reason in result.stdout
+
 def test_user_errors_are_one_line(tmp_path):
     for args, message in ((['run', tmp_path/'nowhere'], 'Data folder not found'), (['run', tmp_path, '--preset', 'huge'], 'Unknown preset'),
                           (['train', tmp_path, '--folds', 'a,b'], 'comma-separated fold numbers'),

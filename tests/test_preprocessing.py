@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from dcase_selfverify.preprocessing import (AudioError, FeatureCacheError, SILENCE_PEAK, SOX_PEAK, clip_features, clip_silence,
                                             content_bounds, extract_features, fix_length, load_audio, load_features, read_audio,
-                                            relative_error, resample, sox_bounds, spectrogram)
+                                            resample, spectrogram)
+from conftest import relative_error, sox_bounds
 
 FIXTURES = REPO/'reference'   # outputs of SoX, librosa and madmom on small inputs (reference/README.md)
 AUDIO_NAMES = ['empty', 'noise_burst', 'pluck_padded', 'quiet_tone', 'silence', 'speech', 'stereo48k_24bit', 'sweep',

@@ -202,6 +202,19 @@ def test_tag_folder_with_empty_and_corrupt_files(exported, audio):
     assert table[table.error != ''].label_1.isna().all()
 
 
+def test_a_bug_while_tagging_is_not_a_row(exported, audio, monkeypatch):
+    "Only unreadable audio becomes an error row; any other exception is a bug and propagates with its traceback."
+    tagger = load_ensemble(exported, 'cpu')
+    def broken(path): raise KeyError('an internal key')
+    monkeypatch.setattr(tagger, 'predict_file', broken)
+    with pytest.raises(KeyError, match='an internal key'): tag_files(audio, tagger)
+
+
+def test_audio_error_is_a_user_error():
+    from dcase_selfverify.core import UserError
+    assert AudioError.__mro__[1:3] == (UserError, ValueError)
+
+
 def test_predict_file_errors(exported, audio):
     tagger = load_ensemble(exported, 'cpu')
     with pytest.raises(AudioError, match='empty file'):
