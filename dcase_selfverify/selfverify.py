@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from .core import Preset, get_preset, load_json, map_at_3, save_array, save_csv, save_json
+from .core import Preset, get_preset, label_indices, load_json, map_at_3, save_array, save_csv, save_json
 from .model import load_model, predict
 from .rules import Evidence, RuleError, SelectionRule, make_rule
 from .training import FoldData, fit_resumable, make_learner, release_learner
@@ -29,9 +29,8 @@ def candidate_table(folds:pd.DataFrame,       # training table with fname, label
     "The unverified clips self-verification judges, in table order."
     usable = np.ones(len(folds), bool) if usable is None else np.asarray(usable, bool)
     rows = np.flatnonzero(~folds.manually_verified.to_numpy(bool) & usable)
-    class_index = {name: i for i, name in enumerate(classes)}
     return pd.DataFrame({'row': rows, 'fname': folds.fname.to_numpy()[rows], 'fold': folds.fold.to_numpy()[rows],
-                         'given': folds.label.map(class_index).to_numpy(int)[rows]})
+                         'given': label_indices(folds.label, classes)[rows]})
 
 def judge_candidates(models:dict[int, torch.nn.Module], # fold -> that fold's current model
                      specs:torch.Tensor,                # (clips, bins, frames), rows as the training table
@@ -183,7 +182,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
     verified, fold_of = folds.manually_verified.to_numpy(bool), folds.fold.to_numpy()
     usable = np.ones(len(folds), bool) if usable is None else np.asarray(usable, bool)
     candidates = candidate_table(folds, classes, usable)
-    targets = torch.from_numpy(np.array(folds.label.map({name: i for i, name in enumerate(classes)}), dtype=np.int64))
+    targets = torch.from_numpy(label_indices(folds.label, classes))
     def fold_split(fold, trusted):
         return FoldData(specs, targets, np.flatnonzero((fold_of != fold) & trusted & usable),
                         np.flatnonzero((fold_of == fold) & verified & usable), tuple(classes))

@@ -8,7 +8,7 @@ import argparse, json
 import numpy as np
 import pandas as pd
 import torch
-from dcase_selfverify.core import get_preset
+from dcase_selfverify.core import get_preset, label_indices
 from dcase_selfverify.model import load_model
 from dcase_selfverify.preprocessing import load_features
 from dcase_selfverify.rules import SELECTION_RULES, Evidence, certified_threshold, make_rule
@@ -24,7 +24,7 @@ def main():
     candidates = candidate_table(folds, classes)
     fold_ids = sorted(folds.fold.unique())
     models = {f: load_model(f'{args.work}/{preset.name}/fold_{f}/best.pth', preset, len(classes)) for f in fold_ids}
-    targets, verified = folds.label.map({c: i for i, c in enumerate(classes)}).to_numpy(), folds.manually_verified.astype(bool).to_numpy()
+    targets, verified = label_indices(folds.label, classes), folds.manually_verified.astype(bool).to_numpy()
     validation = {f: (np.flatnonzero((folds.fold == f).to_numpy() & verified), targets[(folds.fold == f).to_numpy() & verified]) for f in fold_ids}
     probs = judge_candidates(models, specs, candidates, preset, seed=1, device='cpu')          # the seed of iteration 1 with run seed 0
     evidence = Evidence(candidates.given.to_numpy(), probs, *judge_validation(models, specs, validation, preset, 1, 'cpu'))
