@@ -73,9 +73,9 @@ def test_downweight_mixes_weights_like_iqbal_et_al():
     from dcase_selfverify.training import DeviceMixUp, ReversalMixUp
     logits, targets, verified = _batch(5)
     shuffle, lam = torch.randperm(len(targets)), torch.rand(len(targets))
-    ce = F.cross_entropy(logits, targets, reduction='none')
+    ce, ce_shuffled = (F.cross_entropy(logits, labels, reduction='none') for labels in (targets, targets[shuffle]))   # one prediction, two targets
     weights = torch.where(verified, 1.0, 0.65)
-    expected = torch.lerp(weights[shuffle], weights, lam) * torch.lerp(ce[shuffle], ce, lam)
+    expected = torch.lerp(weights[shuffle], weights, lam) * torch.lerp(ce_shuffled, ce, lam)
     for callback in (DeviceMixUp(0.3), ReversalMixUp(0.3)):
         callback.learn = SimpleNamespace(training=True)
         callback.old_lf, callback.yb1, callback.lam = downweight_loss(), (targets[shuffle], verified[shuffle]), lam
