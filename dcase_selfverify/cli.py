@@ -248,6 +248,7 @@ def compare(data:str,                 # data set folder
             rules:str='paper,authors,cleanlab,certified', # selection rules for the strategies that self-verify
             no_controls:store_true=False, # leave out the two fine-tuning controls
             seeds:int=1,              # training seeds (seed, seed+1, ...) on the same folds
+            finished_only:store_true=False, # train nothing: tabulate the rows and seeds that have finished
             target_precision:float=0.97, # the certified rule's required label precision
             alpha:float=0.05,         # the certified rule's 1 - confidence
             epochs:int=None,          # initial training epochs (default: the preset's)
@@ -264,7 +265,7 @@ def compare(data:str,                 # data set folder
     from dcase_selfverify.compare import compare_strategies, demo_truth
     from dcase_selfverify.pipeline import adjust_presets
     table = compare_strategies(data, out, adjust_presets([preset], epochs)[0], names, rule_names, not no_controls, seeds, demo_truth(data),
-                               target_precision, alpha, device=device, seed=seed, progress=not no_progress)
+                               target_precision, alpha, finished_only, device=device, seed=seed, progress=not no_progress)
     columns = ['row', 'judged', 'seeds', 'valid_accuracy', 'valid_accuracy_sd', 'd_valid_accuracy', 'd_valid_accuracy_sd', 'test_accuracy', 'n_trusted', 'label_precision']
     print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
     print(f"comparison: {Path(out)/'comparison.csv'}")

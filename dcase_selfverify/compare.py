@@ -18,11 +18,11 @@ from .model import load_model
 from .selfverify import validation_scores
 from .evaluation import evaluate_test, fill_failed
 from .training import fold_data
-from .pipeline import (RunContext, adjust_presets, ensemble_test, headline_scores, initial_folder, open_run, prepare_features,
-                                       prepare_folds, record_settings, train_initial, train_preset)
+from .pipeline import (PipelineError, RunContext, adjust_presets, ensemble_test, headline_scores, initial_folder, open_run,
+                                       prepare_features, prepare_folds, record_settings, train_initial, train_preset)
 
 # %% auto #0
-__all__ = ['DEFAULT_COMPARISON', 'ComparisonRow', 'comparison_rows', 'demo_truth', 'measure_row', 'summarize',
+__all__ = ['DEFAULT_COMPARISON', 'ComparisonRow', 'comparison_rows', 'demo_truth', 'row_finished', 'measure_row', 'summarize',
            'compare_strategies', 'plot_comparison']
 
 # %% ../nbs/08a_compare.ipynb #c85abbb9
@@ -55,6 +55,15 @@ def demo_truth(data:str|Path, # a data set folder
     return pd.read_csv(path, usecols=['fname', 'true_label'], keep_default_na=False) if path.is_file() else None
 
 # %% ../nbs/08a_compare.ipynb #1d78c137
+def _row_record(ctx:RunContext, row:ComparisonRow)->Path: return ctx.models/'comparison'/f'{row.name}.json'
+
+def row_finished(ctx:RunContext, # the run of this row and seed
+                 preset:Preset,  # the network
+                 row:ComparisonRow, # the row
+                )->bool:         # whether its initial training and self-verification have both finished
+    "Whether `measure_row` would find everything trained (each step writes its time when it finishes)."
+    return (initial_folder(ctx, preset)/'initial_seconds.json').exists() and _row_record(ctx, row).exists()
+
 def _timed(record:Path, work:Callable)->tuple:
     "`work()`'s result, and the seconds it took when it first ran (kept in `record`)."
     started = time.time()
@@ -99,7 +108,7 @@ def measure_row(ctx:RunContext,          # the run of this row and seed (its str
                )->dict:                  # 'folds', 'iterations' and 'test' tables of this row and seed, and its seconds
     "Train (or resume) one row for one seed and read its figures."
     initial, initial_seconds = _timed(initial_folder(ctx, preset)/'initial_seconds.json', lambda: train_initial(ctx, folds, preset))
-    member, more_seconds = _timed(ctx.models/'comparison'/f'{row.name}.json', lambda: train_preset(ctx, folds, preset, initial=initial))
+    member, more_seconds = _timed(_row_record(ctx, row), lambda: train_preset(ctx, folds, preset, initial=initial))
     result = member['selfverify']
     if result is None: fold_scores, stages = _initial_scores(ctx, folds, preset, initial), {'initial': 0}
     else:
@@ -176,6 +185,7 @@ def compare_strategies(data:str|Path,                    # data set folder
                        truth:pd.DataFrame|None=None,     # fname, true_label (the demo data's truth) for label precision
                        target_precision:float=0.97,      # the certified rule's required label precision
                        alpha:float=0.05,                 # the certified rule's 1 - confidence
+                       finished_only:bool=False,         # train nothing: tabulate the rows and seeds whose training has finished
                        device:str|None=None, seed:int=0, progress:bool=True, log=print,
                       )->pd.DataFrame:                   # the summary, also in WORK/comparison.csv (plot: WORK/comparison.png)
     "Train every strategy and rule on the same folds and network, for each seed, and compare them."
@@ -189,19 +199,25 @@ def compare_strategies(data:str|Path,                    # data set folder
     folds = prepare_folds(base)
     true_label = truth.set_index('fname').true_label if truth is not None else None
     tables = {'folds': [], 'iterations': [], 'test': [], 'seconds': []}
+    summary = None
     for run_seed in range(seed, seed + seeds):
         for row in rows:
             ctx = dataclasses.replace(base, seed=run_seed, run_name='' if run_seed == seed else f'seed_{run_seed}',
                                       strategy=row.strategy, rule=row.rule or 'paper')
+            if finished_only and not row_finished(ctx, preset, row):
+                log(f"compare seed {run_seed}: {row.name}: not finished, left out")
+                continue
             measured = measure_row(ctx, folds, preset, row, true_label)
             for name in ('folds', 'iterations', 'test'): tables[name].append(measured[name].assign(row=row.name, seed=run_seed))
             tables['seconds'].append(pd.DataFrame([{'row': row.name, 'seed': run_seed, 'seconds': measured['seconds']}]))
             judged = measured['folds'][measured['folds'].stage == ('initial' if row.judged == 'initial' else row.judged)]
             log(f"compare seed {run_seed}: {row.name}: valid accuracy {judged.accuracy.mean():.3f} ({row.judged})")
+        if not tables['folds']: continue
         long = {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
         for name in ('folds', 'iterations', 'test'): save_csv(base.work/f'comparison_{name}.csv', long[name])
-        summary = summarize(long['folds'], long['test'], long['iterations'], rows, long['seconds'])
+        summary = summarize(long['folds'], long['test'], long['iterations'], [r for r in rows if r.name in set(long['folds'].row)], long['seconds'])
         save_csv(base.work/'comparison.csv', summary)
+    if not tables['folds']: raise PipelineError(f"No row of the comparison in {base.work} has finished training yet")
     plot_comparison(summary, long['iterations']).savefig(base.work/'comparison.png', dpi=100)
     return summary
 
