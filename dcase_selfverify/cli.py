@@ -17,12 +17,13 @@ from .core import UserError
 __all__ = ['COMMANDS', 'USER_ERRORS', 'SELF', 'run', 'demo', 'prepare', 'folds', 'train', 'verify', 'predict', 'evaluate',
            'submit', 'tag', 'export', 'compare', 'review', 'main', 'console']
 
-# %% ../nbs/10_cli.ipynb #a5beb269
+# %% ../nbs/10_cli.ipynb #a59675ea
 def _folds(folds:str|None)->list[int]|None:
     "Comma-separated fold numbers."
     try: return None if not folds else [int(f) for f in str(folds).split(',')]
     except ValueError: raise UserError(f"--folds takes comma-separated fold numbers, not {folds!r}") from None
 
+# %% ../nbs/10_cli.ipynb #b709e153
 def _record_accepted_audit(work:str|Path)->dict:
     "A curator's audit of the accepted clips (`review --audit-accepted`), added to WORK/metrics.json where there is one."
     from dcase_selfverify.core import load_json, save_json
@@ -31,6 +32,7 @@ def _record_accepted_audit(work:str|Path)->dict:
     if entry and path.exists(): save_json(path, {**load_json(path), **entry})
     return entry
 
+# %% ../nbs/10_cli.ipynb #10839a62
 @call_parse
 def run(data:str,                     # data set folder (Zenodo, Kaggle or generic layout)
         out:str='work',               # work folder; rerun the same command to resume
@@ -59,6 +61,7 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
                            progress=not no_progress, compile=compile)
     print(run_summary({**metrics, **_record_accepted_audit(out)}))
 
+# %% ../nbs/10_cli.ipynb #d5649fe4
 @call_parse
 def demo(out:str='dcase_demo',       # folder for the demo data, work folder and report
          quick:store_true=False,     # a much shorter training (for smoke tests)
@@ -68,7 +71,7 @@ def demo(out:str='dcase_demo',       # folder for the demo data, work folder and
     from dcase_selfverify.demo import demo_summary, run_demo
     print('\n' + demo_summary(run_demo(out, quick, not no_progress)))
 
-# %% ../nbs/10_cli.ipynb #d1eb112e
+# %% ../nbs/10_cli.ipynb #d6c0d01a
 @call_parse
 def prepare(data:str,            # data set folder
             out:str='work',      # work folder
@@ -81,6 +84,7 @@ def prepare(data:str,            # data set folder
     prepare_features(open_run(data, out, preset or DEFAULT_PRESETS, n_workers=workers, progress=not no_progress))
     print(f"features: {Path(out)/'features'}")
 
+# %% ../nbs/10_cli.ipynb #fe28dd54
 @call_parse
 def folds(data:str,              # data set folder
           out:str='work',        # work folder
@@ -119,7 +123,7 @@ def train(data:str,              # data set folder
         for p in ctx.presets: train_initial(ctx, table, p, fold_ids)
     print(f"models: {', '.join(str(ctx.work/p.name) for p in ctx.presets)}")
 
-# %% ../nbs/10_cli.ipynb #232eb9ea
+# %% ../nbs/10_cli.ipynb #1e01a19a
 @call_parse
 def verify(data:str,             # data set folder
            out:str='work',       # work folder
@@ -147,6 +151,7 @@ def verify(data:str,             # data set folder
         if result: print(f"{p.name}: kept iteration {result['best_iteration']}; audit {selfverify_folder(ctx, p)/'audit.csv'}")
     if (audit := _record_accepted_audit(out)): print(f"curator's audit of the accepted clips: precision at least {audit['accepted_audit']['precision_lower_bound']:.3f}")
 
+# %% ../nbs/10_cli.ipynb #56c22651
 @call_parse
 def predict(data:str,            # data set folder
             out:str='work',      # work folder with trained models
@@ -160,7 +165,7 @@ def predict(data:str,            # data set folder
     predict_test(ctx, final_members(ctx, table))
     print(f"predictions: {ctx.work/'predictions.csv'}\nsubmission: {ctx.work/'submission.csv'}")
 
-# %% ../nbs/10_cli.ipynb #30a8efdd
+# %% ../nbs/10_cli.ipynb #c54ac962
 @call_parse
 def evaluate(data:str,           # data set folder
              out:str='work',     # work folder with predictions.csv
@@ -174,6 +179,7 @@ def evaluate(data:str,           # data set folder
     save_json(work/'test_scores.json', scores)
     for subset, s in scores.items(): print(f"{subset:8s} MAP@3 {s['map3']:.4f}  accuracy {s['accuracy']:.4f}  ({s['n']} clips)")
 
+# %% ../nbs/10_cli.ipynb #3765495f
 @call_parse
 def submit(data:str,             # data set folder
            out:str='work',       # work folder with predictions.csv
@@ -189,7 +195,7 @@ def submit(data:str,             # data set folder
     write_submission(predictions[list(ds.classes)].to_numpy(), predictions.fname, ds.classes, path)
     print(f"submission: {path}")
 
-# %% ../nbs/10_cli.ipynb #6c3191ae
+# %% ../nbs/10_cli.ipynb #46e98b87
 @call_parse
 def tag(target:str,              # an audio file or a folder of them
         model:str='work/export', # an exported ensemble folder (`dcase-selfverify export`, or WORK/export of a run)
@@ -215,6 +221,7 @@ def tag(target:str,              # an audio file or a folder of them
         print(f"timeline: {timeline}")
     if (table.error.fillna('') != '').any(): sys.exit(1)
 
+# %% ../nbs/10_cli.ipynb #2f093f9f
 @call_parse
 def export(out:str='work',       # work folder with trained models
            dest:str='model',     # folder to write
@@ -239,7 +246,7 @@ def export(out:str='work',       # work folder with trained models
                 path = export_onnx(net, Path(dest)/f"{m['preset'].name}_fold{fold}.onnx")
                 print(f"onnx: {path} (max difference to PyTorch {check_onnx(net, path):.2e})")
 
-# %% ../nbs/10_cli.ipynb #88f3cd0b
+# %% ../nbs/10_cli.ipynb #fba92c3c
 @call_parse
 def compare(data:str,                 # data set folder
             out:str='work',           # work folder (resumable)
@@ -270,6 +277,7 @@ def compare(data:str,                 # data set folder
     print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
     print(f"comparison: {Path(out)/'comparison.csv'}")
 
+# %% ../nbs/10_cli.ipynb #a6d2131e
 @call_parse
 def review(work:str,                  # work folder of a `run` or `verify`
            host:str='127.0.0.1',      # address to bind (127.0.0.1 or ::1: this machine only; beyond loopback needs --token)
@@ -287,7 +295,7 @@ def review(work:str,                  # work folder of a `run` or `verify`
     from dcase_selfverify.review_server import serve_review
     serve_review(work, host, port, open_browser, include_accepted, sample, min_confidence, rule, audit_accepted, seed, token)
 
-# %% ../nbs/10_cli.ipynb #92cf2c73
+# %% ../nbs/10_cli.ipynb #aee0ee9b
 COMMANDS = {f.__name__: f for f in (demo, run, prepare, folds, train, verify, predict, evaluate, submit, compare,
                                           review, tag, export)}
 USER_ERRORS = (UserError, CliError, FileNotFoundError, FileExistsError)
@@ -318,6 +326,7 @@ def main(argv:Sequence[str]|None=None, # the arguments (default: `sys.argv[1:]`)
     finally: sys.argv = saved
     return 0
 
+# %% ../nbs/10_cli.ipynb #c7f73d2c
 def console()->None:
     "Console script wrapper: exit with `main`'s status."
     sys.exit(main())

@@ -25,7 +25,7 @@ from .pipeline import (PipelineError, RunContext, adjust_presets, ensemble_test,
 __all__ = ['DEFAULT_COMPARISON', 'ComparisonRow', 'comparison_rows', 'demo_truth', 'row_finished', 'measure_row', 'summarize',
            'compare_strategies', 'plot_comparison']
 
-# %% ../nbs/08a_compare.ipynb #c85abbb9
+# %% ../nbs/08a_compare.ipynb #ace8d301
 @dataclasses.dataclass(frozen=True)
 class ComparisonRow:
     "One row of a comparison."
@@ -34,6 +34,7 @@ class ComparisonRow:
     rule:str|None=None    # the selection rule where the strategy self-verifies
     judged:str='initial'  # which models the row is judged on: 'initial', 'kept' or 'last'
 
+# %% ../nbs/08a_compare.ipynb #eecf8c64
 def comparison_rows(strategies:Sequence[str|Strategy], # strategies to compare
                     rules:Sequence[str]=SELECTION_RULES, # selection rules for strategies that self-verify
                     controls:bool=True,                 # add the two fine-tuning controls
@@ -54,9 +55,10 @@ def demo_truth(data:str|Path, # a data set folder
     path = Path(data)/'truth.csv'
     return pd.read_csv(path, usecols=['fname', 'true_label'], keep_default_na=False) if path.is_file() else None
 
-# %% ../nbs/08a_compare.ipynb #1d78c137
+# %% ../nbs/08a_compare.ipynb #d09a3f1b
 def _row_record(ctx:RunContext, row:ComparisonRow)->Path: return ctx.models/'comparison'/f'{row.name}.json'
 
+# %% ../nbs/08a_compare.ipynb #781564d1
 def row_finished(ctx:RunContext, # the run of this row and seed
                  preset:Preset,  # the network
                  row:ComparisonRow, # the row
@@ -64,6 +66,7 @@ def row_finished(ctx:RunContext, # the run of this row and seed
     "Whether `measure_row` would find everything trained (each step writes its time when it finishes)."
     return (initial_folder(ctx, preset)/'initial_seconds.json').exists() and _row_record(ctx, row).exists()
 
+# %% ../nbs/08a_compare.ipynb #4d4b6437
 def _timed(record:Path, work:Callable)->tuple:
     "`work()`'s result, and the seconds it took when it first ran (kept in `record`)."
     started = time.time()
@@ -71,6 +74,7 @@ def _timed(record:Path, work:Callable)->tuple:
     if not record.exists(): save_json(record, {'seconds': round(time.time() - started, 1)})
     return result, load_json(record)['seconds']
 
+# %% ../nbs/08a_compare.ipynb #195430f8
 def _initial_scores(ctx:RunContext, folds:pd.DataFrame, preset:Preset, checkpoints:dict)->pd.DataFrame:
     "Per fold: the verified-validation scores of `checkpoints` (whole clips)."
     specs = ctx.spectrograms('train', folds.fname, preset)
@@ -78,6 +82,7 @@ def _initial_scores(ctx:RunContext, folds:pd.DataFrame, preset:Preset, checkpoin
                                                                            fold_data(specs, folds, fold, ctx.ds.classes), ctx.device)}
                          for fold, path in sorted(checkpoints.items())])
 
+# %% ../nbs/08a_compare.ipynb #fe00d0dd
 def _test_scores(ctx:RunContext, preset:Preset, checkpoints:dict)->dict:
     "Test MAP@3 and accuracy of the fold ensemble `checkpoints` where the test set has labels."
     if ctx.ds.test is None or not ctx.ds.test.label.notna().any(): return {}
@@ -121,7 +126,7 @@ def measure_row(ctx:RunContext,          # the run of this row and seed (its str
         _trusted_by_iteration(folds, ctx.strategy, result, truth), on='iteration', how='left')
     return {'folds': per_fold, 'iterations': iterations, 'test': test, 'seconds': initial_seconds + more_seconds}
 
-# %% ../nbs/08a_compare.ipynb #be1c7fa7
+# %% ../nbs/08a_compare.ipynb #b8822895
 def _stage_figures(folds:pd.DataFrame, test:pd.DataFrame, prefix:str='')->dict:
     "Mean and spread of validation (over folds and seeds) and test figures (over seeds) of one row's stage."
     figures = {f'{prefix}valid_accuracy': folds.accuracy.mean(), f'{prefix}valid_accuracy_sd': folds.accuracy.std(ddof=1),
@@ -130,6 +135,7 @@ def _stage_figures(folds:pd.DataFrame, test:pd.DataFrame, prefix:str='')->dict:
         if column in test: figures.update({f'{prefix}{column}': test[column].mean(), f'{prefix}{column}_sd': test[column].std(ddof=1)})
     return figures
 
+# %% ../nbs/08a_compare.ipynb #164a1810
 def _paired(folds:pd.DataFrame, baseline:pd.DataFrame, test:pd.DataFrame, baseline_test:pd.DataFrame)->dict:
     "Paired differences against the baseline: validation accuracy per (seed, fold), test accuracy per seed."
     merged = folds.merge(baseline, on=['seed', 'fold'], suffixes=('', '_base'))
@@ -143,6 +149,7 @@ def _paired(folds:pd.DataFrame, baseline:pd.DataFrame, test:pd.DataFrame, baseli
                        d_test_accuracy_sd=(test_diff.test_accuracy - test_diff.test_accuracy_base).std(ddof=1))
     return figures
 
+# %% ../nbs/08a_compare.ipynb #b228b74b
 def summarize(folds:pd.DataFrame,      # row, seed, stage, iteration, fold, valid_loss, accuracy, map3
               test:pd.DataFrame,       # row, seed, stage, iteration, test figures
               iterations:pd.DataFrame, # row, seed, iteration, n_trusted, label_precision

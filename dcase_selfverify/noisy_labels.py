@@ -23,7 +23,7 @@ __all__ = ['REDUCTIONS', 'TRAIN_SETS', 'STRATEGIES', 'DEFAULT_STRATEGY', 'SELFVE
            'lq_loss', 'Bootstrapping', 'bootstrap_loss', 'LossMasking', 'loss_masking', 'DownweightedCrossEntropy',
            'downweight_loss', 'StrategyError', 'Strategy', 'strategy', 'parse_strategies']
 
-# %% ../nbs/08_noisy_labels.ipynb #44d25537
+# %% ../nbs/08_noisy_labels.ipynb #663ed354
 REDUCTIONS = ('mean', 'sum', 'none')
 
 def reduce_losses(losses:torch.Tensor, # (batch,) per-sample losses
@@ -33,6 +33,7 @@ def reduce_losses(losses:torch.Tensor, # (batch,) per-sample losses
     if reduction not in REDUCTIONS: raise ValueError(f"reduction must be one of {REDUCTIONS}, not {reduction!r}")
     return losses.mean() if reduction == 'mean' else losses.sum() if reduction == 'sum' else losses
 
+# %% ../nbs/08_noisy_labels.ipynb #5f9c7ed2
 def verified_mask(verified:torch.Tensor|None, # per-sample flags (bool, 0/1 or mixed weights), or None
                   n:int,                       # batch size
                   device:torch.device|str,     # device of the logits
@@ -43,7 +44,7 @@ def verified_mask(verified:torch.Tensor|None, # per-sample flags (bool, 0/1 or m
     if flags.numel() != n: raise ValueError(f"{flags.numel()} verified flags for a batch of {n}")
     return flags if flags.dtype == torch.bool else flags.float() >= 0.5
 
-# %% ../nbs/08_noisy_labels.ipynb #b8fabf3e
+# %% ../nbs/08_noisy_labels.ipynb #d82887c1
 class VerifiedLoss(nn.Module):
     "Base of the losses called as `loss(logits, targets, verified=None)`: per-sample losses, then `reduction`."
     y_int = True  # targets are class indices: fastai's MixUp mixes the losses, not the targets
@@ -69,11 +70,12 @@ class VerifiedLoss(nn.Module):
     def activation(self, out:torch.Tensor)->torch.Tensor: return F.softmax(out, dim=-1)
     def decodes(self, out:torch.Tensor)->torch.Tensor: return out.argmax(dim=-1)
 
+# %% ../nbs/08_noisy_labels.ipynb #7317a598
 class VerifiedCrossEntropy(VerifiedLoss):
     "Plain cross-entropy that accepts (and ignores) the verified flags."
     def per_sample(self, logits, targets, verified): return F.cross_entropy(logits, targets, reduction='none')
 
-# %% ../nbs/08_noisy_labels.ipynb #5677ebe9
+# %% ../nbs/08_noisy_labels.ipynb #693b6bb8
 class VerifiedAware(VerifiedLoss):
     "Cross-entropy on verified samples, `unverified_loss` (any loss honouring reduction='none') on the others."
     def __init__(self, unverified_loss:nn.Module, # e.g. `LabelSmoothingCrossEntropy()`; called as (logits, targets)
@@ -87,12 +89,13 @@ class VerifiedAware(VerifiedLoss):
         with NoneReduce(self.unverified_loss) as unverified_loss: noisy = unverified_loss(logits, targets).reshape(-1)
         return torch.where(verified, clean, noisy)
 
+# %% ../nbs/08_noisy_labels.ipynb #ca356cbb
 def label_smoothing_loss(eps:float=0.1, # smoothing weight ε (Szegedy et al. 2016; fastai's default)
                         )->VerifiedAware:
     "fastai's label-smoothing cross-entropy on unverified samples, cross-entropy on verified ones."
     return VerifiedAware(LabelSmoothingCrossEntropy(eps=eps))
 
-# %% ../nbs/08_noisy_labels.ipynb #f526d339
+# %% ../nbs/08_noisy_labels.ipynb #1f3c0209
 class GeneralizedCrossEntropy(nn.Module):
     "The Lq loss (1 - p_y^q) / q of Zhang and Sabuncu (NeurIPS 2018) on every sample."
     y_int = True
@@ -108,12 +111,13 @@ class GeneralizedCrossEntropy(nn.Module):
         log_p_target = F.log_softmax(logits.float(), dim=-1).gather(1, targets).squeeze(1)
         return reduce_losses((1 - torch.exp(self.q * log_p_target)) / self.q, self.reduction)
 
+# %% ../nbs/08_noisy_labels.ipynb #ab0e4c9e
 def lq_loss(q:float=0.7, # Zhang and Sabuncu 2018, section 4; Fonseca et al. 2019
            )->VerifiedAware:
     "Lq loss on unverified samples, cross-entropy on verified ones."
     return VerifiedAware(GeneralizedCrossEntropy(q))
 
-# %% ../nbs/08_noisy_labels.ipynb #239c5663
+# %% ../nbs/08_noisy_labels.ipynb #1812b7df
 class Bootstrapping(nn.Module):
     "Soft or hard bootstrapping (Reed et al. 2015): cross-entropy against β·label + (1-β)·prediction."
     y_int = True
@@ -131,13 +135,14 @@ class Bootstrapping(nn.Module):
         own_term = -log_p.max(dim=1).values if self.hard else -(log_p.exp() * log_p).sum(dim=1)
         return reduce_losses(self.beta * label_term + (1 - self.beta) * own_term, self.reduction)
 
+# %% ../nbs/08_noisy_labels.ipynb #4204154a
 def bootstrap_loss(beta:float|None=None, # weight of the given label; None: 0.95 soft, 0.8 hard (Reed et al. 2015)
                    hard:bool=False,      # hard bootstrapping
                   )->VerifiedAware:
     "Bootstrapping on unverified samples, cross-entropy on verified ones."
     return VerifiedAware(Bootstrapping((0.8 if hard else 0.95) if beta is None else beta, hard=hard))
 
-# %% ../nbs/08_noisy_labels.ipynb #51ecb2a7
+# %% ../nbs/08_noisy_labels.ipynb #30470775
 class LossMasking(VerifiedLoss):
     "Cross-entropy in which the unverified samples with the largest losses of the batch count zero."
     def __init__(self, max_ratio:float|None=0.8, # mask unverified losses above max_ratio × the batch's largest loss (Jeong & Lim's code: 0.8)
@@ -160,12 +165,13 @@ class LossMasking(VerifiedLoss):
         losses = F.cross_entropy(logits, targets, reduction='none')
         return losses.masked_fill(self.masked(losses.detach(), verified), 0.0)
 
+# %% ../nbs/08_noisy_labels.ipynb #95f66d17
 def loss_masking(max_ratio:float|None=0.8, # Jeong & Lim's released code (utils/model.py): 0.8; Fonseca et al.'s reimplementation: 0.6
                  share:float|None=None)->LossMasking:
     "Batch-wise loss masking of unverified samples (Jeong and Lim 2018)."
     return LossMasking(max_ratio, share)
 
-# %% ../nbs/08_noisy_labels.ipynb #7b994287
+# %% ../nbs/08_noisy_labels.ipynb #d0007d73
 class DownweightedCrossEntropy(VerifiedLoss):
     "Cross-entropy with the unverified samples' losses multiplied by `weight` (Iqbal et al. 2018)."
     def __init__(self, weight:float=0.65, # weight of an unverified sample's loss (Iqbal et al.'s released code)
@@ -189,14 +195,16 @@ class DownweightedCrossEntropy(VerifiedLoss):
         ce_a, ce_b = (F.cross_entropy(logits, targets.reshape(-1).long(), reduction='none') for targets in (targets_a, targets_b))
         return torch.lerp(weight_a, weight_b, lam) * torch.lerp(ce_a, ce_b, lam)
 
+# %% ../nbs/08_noisy_labels.ipynb #93766731
 def downweight_loss(weight:float=0.65)->DownweightedCrossEntropy:
     "Cross-entropy with the unverified samples down-weighted (Iqbal et al. 2018)."
     return DownweightedCrossEntropy(weight)
 
-# %% ../nbs/08_noisy_labels.ipynb #1e6d3bb3
+# %% ../nbs/08_noisy_labels.ipynb #20a80b6c
 class StrategyError(UserError, ValueError):
     "An unknown or malformed noisy-label strategy name."
 
+# %% ../nbs/08_noisy_labels.ipynb #d7d280ac
 TRAIN_SETS = ('verified', 'all')
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +234,7 @@ class Strategy:
         params = dict(getattr(self.loss, 'keywords', {}) or {})
         return {'name': self.name, 'train_on': self.train_on, 'loss': loss, 'loss_params': params, 'selfverify': self.selfverify}
 
-# %% ../nbs/08_noisy_labels.ipynb #16e36675
+# %% ../nbs/08_noisy_labels.ipynb #5d06092d
 STRATEGIES = {s.name: s for s in [
     Strategy('verified-only', 'verified', reference="Dorfer & Widmer 2018 (baseline)"),
     Strategy('all', 'all', reference="Dorfer & Widmer 2018 (baseline)"),
@@ -254,6 +262,7 @@ def strategy(name:str|Strategy, # a name in `STRATEGIES`, optionally followed by
     if found.selfverify: raise StrategyError(f"{base!r} already ends in self-verification; use {base!r}")
     return dataclasses.replace(found, name=base + SELFVERIFY_SUFFIX, selfverify=True)
 
+# %% ../nbs/08_noisy_labels.ipynb #f8bb890e
 def parse_strategies(names:str|Sequence[str], # comma-separated names, or a list of them
                     )->list[Strategy]:
     "Strategies from a comma-separated list, in order, without duplicates."

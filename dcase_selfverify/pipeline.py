@@ -31,10 +31,11 @@ __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings
            'selfverify_folder', 'ensemble_test', 'predict_test', 'read_predictions', 'headline_scores',
            'export_members', 'run_pipeline', 'run_summary']
 
-# %% ../nbs/07_pipeline.ipynb #695c6ce9
+# %% ../nbs/07_pipeline.ipynb #627665e4
 class PipelineError(UserError, RuntimeError):
     "A pipeline stage cannot run with what is in the work folder or the options given; the message says what to do."
 
+# %% ../nbs/07_pipeline.ipynb #b689aa95
 DEFAULT_PRESETS = ('spec1_1', 'spec1_2', 'spec2')   # the three submitted models (authors' code; the paper's ensemble)
 
 def check_presets(names:str|Sequence[str|Preset], # preset names (comma-separated in a string), or presets
@@ -48,6 +49,7 @@ def check_presets(names:str|Sequence[str|Preset], # preset names (comma-separate
     if not presets: raise PipelineError("No preset given")
     return presets
 
+# %% ../nbs/07_pipeline.ipynb #e7b02854
 def record_settings(work:Path, # work folder
                     settings:dict, # settings that change results
                    ):
@@ -62,7 +64,7 @@ def record_settings(work:Path, # work folder
         settings = {**before, **settings}
     save_json(path, settings)
 
-# %% ../nbs/07_pipeline.ipynb #f7278fc5
+# %% ../nbs/07_pipeline.ipynb #32f59879
 _SELFVERIFY_FIELDS = ('finetune_lr', 'finetune_epochs', 'finetune_constant_epochs', 'sv_iterations', 'sv_excerpts', 'sv_threshold', 'sv_per_class')
 
 def adjust_presets(presets:Sequence[str|Preset], # preset names or presets
@@ -80,6 +82,7 @@ def adjust_presets(presets:Sequence[str|Preset], # preset names or presets
         adjusted.append(preset)
     return adjusted
 
+# %% ../nbs/07_pipeline.ipynb #ea69fa16
 def record_presets(work:Path, presets:Sequence[Preset], selfverify:bool, **settings):
     "Check and record the initial-training (and self-verification) settings of `presets` in `work/run.json`."
     recorded = dict(settings)
@@ -91,6 +94,7 @@ def record_presets(work:Path, presets:Sequence[Preset], selfverify:bool, **setti
     run = load_json(work/'run.json')
     save_json(work/'run.json', {**run, 'presets': [p.to_dict() for p in presets]})
 
+# %% ../nbs/07_pipeline.ipynb #353a34a4
 def recorded_presets(work:Path, names:Sequence[str]|None=None)->list[Preset]:
     "The presets last trained in `work` (optionally only `names`)."
     if not (work/'run.json').exists() or 'presets' not in load_json(work/'run.json'):
@@ -100,7 +104,7 @@ def recorded_presets(work:Path, names:Sequence[str]|None=None)->list[Preset]:
     if not presets: raise PipelineError(f"none of the presets {list(names)} was trained in {work}")
     return presets
 
-# %% ../nbs/07_pipeline.ipynb #ed019082
+# %% ../nbs/07_pipeline.ipynb #5bca3a40
 @dataclasses.dataclass
 class RunContext:
     "What every stage of one run needs."
@@ -146,6 +150,7 @@ class RunContext:
             self._cached = (key, specs.to(self.device) if str(self.device).startswith('cuda') else specs)
         return self._cached[1]
 
+# %% ../nbs/07_pipeline.ipynb #7e457d43
 def open_run(data:str|Path,               # data set folder (Zenodo, Kaggle or generic layout)
              work:str|Path,               # work folder
              presets:Sequence[str|Preset], # presets, already adjusted
@@ -166,7 +171,7 @@ def open_run(data:str|Path,               # data set folder (Zenodo, Kaggle or g
         save_json(work/'corrections.json', report)
     return RunContext(ds, work, check_presets(presets), **settings)
 
-# %% ../nbs/07_pipeline.ipynb #6b6f1868
+# %% ../nbs/07_pipeline.ipynb #8bf942d4
 def prepare_features(ctx:RunContext, # the run
                     )->dict:         # {'train': {version: summary}, 'test': {version: summary}}, also kept in `ctx.summaries`
     "Extract (or finish extracting) the spectrograms of the training and test clips."
@@ -183,6 +188,7 @@ def prepare_features(ctx:RunContext, # the run
             for row in summary[summary.status == 'failed'].itertuples(): ctx.log(f"  failed: {row.fname}: {row.error}")
     return ctx.summaries
 
+# %% ../nbs/07_pipeline.ipynb #b9a0260b
 def usable_mask(ctx:RunContext, # the run, after `prepare_features`
                 split:str,      # 'train' or 'test'
                )->np.ndarray:   # one flag per row of the split's table
@@ -208,7 +214,7 @@ def prepare_folds(ctx:RunContext,   # the run, after `prepare_features`
     save_folds(folds, path)
     return folds
 
-# %% ../nbs/07_pipeline.ipynb #e6c4e240
+# %% ../nbs/07_pipeline.ipynb #ca9873ab
 def train_initial(ctx:RunContext,                   # the run
                   folds:pd.DataFrame,               # training table with `fold` (`prepare_folds`)
                   preset:Preset,                    # which model
@@ -231,6 +237,7 @@ def train_initial(ctx:RunContext,                   # the run
         initial[fold] = folder/'best.pth'
     return initial
 
+# %% ../nbs/07_pipeline.ipynb #e28eb69d
 def train_preset(ctx:RunContext,                   # the run
                  folds:pd.DataFrame,               # training table with `fold`
                  preset:Preset,                    # which model
@@ -265,7 +272,7 @@ def final_members(ctx:RunContext,     # the run
         members.append({'preset': preset, 'final': final})
     return members
 
-# %% ../nbs/07_pipeline.ipynb #2d76f0b0
+# %% ../nbs/07_pipeline.ipynb #69f7ded5
 def stage_context(data:str|Path,          # data set folder
                   out:str|Path,           # work folder
                   preset:str|None,        # comma-separated presets (None: the recorded ones, else the defaults)
@@ -284,6 +291,7 @@ def stage_context(data:str|Path,          # data set folder
     prepare_features(ctx)
     return ctx, prepare_folds(ctx)
 
+# %% ../nbs/07_pipeline.ipynb #3680bcf4
 def run_in_processes(commands:Sequence[Sequence[str]], # one command line per process
                      parallel:int,                     # processes at a time
                     ):
@@ -303,7 +311,7 @@ def run_in_processes(commands:Sequence[Sequence[str]], # one command line per pr
             if job[2].returncode: failures.append(' '.join(commands[job[0]]))
     if failures: raise PipelineError(f"{len(failures)} process(es) failed (e.g. {failures[0]}); rerun the same command to resume")
 
-# %% ../nbs/07_pipeline.ipynb #0bf8da64
+# %% ../nbs/07_pipeline.ipynb #17691721
 def initial_folder(ctx:RunContext, # the run (its strategy)
                    preset:Preset,  # the preset
                   )->Path:         # where the preset's initial fold models are
@@ -312,12 +320,13 @@ def initial_folder(ctx:RunContext, # the run (its strategy)
     if strategy.train_on == 'all' and strategy.loss is None: return ctx.models/preset.name
     return ctx.models/f"{preset.name}_{strategy.name.removesuffix(SELFVERIFY_SUFFIX)}"
 
+# %% ../nbs/07_pipeline.ipynb #1bbd75c9
 def selfverify_folder(ctx:RunContext, preset:Preset, rule:str|None=None)->Path:
     "The folder of a preset's self-verification with `rule` (default: the run's)."
     rule = rule or ctx.rule
     return initial_folder(ctx, preset)/('selfverify' if rule == 'paper' else f'selfverify_{rule}')
 
-# %% ../nbs/07_pipeline.ipynb #44976faf
+# %% ../nbs/07_pipeline.ipynb #ad63aa24
 def ensemble_test(ctx:RunContext,         # the run, after `prepare_features`
                   members:Sequence[dict],  # `train_preset` or `final_members` results
                  )->tuple[np.ndarray, np.ndarray]: # (test clips, classes) probabilities (NaN rows for clips without features), usable mask
@@ -331,6 +340,7 @@ def ensemble_test(ctx:RunContext,         # the run, after `prepare_features`
     probs[usable] = ensemble_predict([[(m['preset'], c) for _, c in sorted(m['final'].items())] for m in members], predict_member)
     return probs, usable
 
+# %% ../nbs/07_pipeline.ipynb #646d48ef
 def predict_test(ctx:RunContext,       # the run, after `prepare_features`
                  members:Sequence[dict], # `train_preset` or `final_members` results
                 )->dict:               # probabilities, usable mask and scores
@@ -347,6 +357,7 @@ def predict_test(ctx:RunContext,       # the run, after `prepare_features`
     scores = evaluate_test(probs, test, classes) if test.label.notna().any() else {}
     return {'probs': probs, 'usable': usable, 'scores': scores}
 
+# %% ../nbs/07_pipeline.ipynb #1486157f
 def read_predictions(ds:AudioDataset, # the data set
                      work:Path,       # work folder
                     )->pd.DataFrame:  # fname and one probability column per class
@@ -358,13 +369,14 @@ def read_predictions(ds:AudioDataset, # the data set
         raise PipelineError(f"{path} does not list the data set's test clips")
     return predictions
 
-# %% ../nbs/07_pipeline.ipynb #8e2f482f
+# %% ../nbs/07_pipeline.ipynb #f08b60df
 def headline_scores(scores:dict)->dict:
     "The test figures quoted first: the Public+Private set, or all labelled clips."
     for subset in ('both', 'all', 'private', 'public'):
         if subset in scores: return {'map3': scores[subset]['map3'], 'accuracy': scores[subset]['accuracy'], 'subset': subset, 'n': scores[subset]['n']}
     return {}
 
+# %% ../nbs/07_pipeline.ipynb #4430ed97
 def _preset_metrics(ctx:RunContext, member:dict)->dict:
     "What metrics.json says about one trained preset."
     preset, result = member['preset'], member['selfverify']
@@ -376,6 +388,7 @@ def _preset_metrics(ctx:RunContext, member:dict)->dict:
         entry['audit_csv'] = str(selfverify_folder(ctx, preset)/'audit.csv')
     return entry
 
+# %% ../nbs/07_pipeline.ipynb #51c174a5
 def export_members(members:Sequence[dict], # `train_preset` or `final_members` results
                    classes:Sequence[str],  # class names
                    dest:str|Path,          # folder to write (an earlier export there is replaced)

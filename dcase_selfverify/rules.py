@@ -47,10 +47,11 @@ class Evidence:
     @property
     def agrees(self)->np.ndarray: return self.predicted == self.given
 
-# %% ../nbs/05a_rules.ipynb #984df442
+# %% ../nbs/05a_rules.ipynb #375d767a
 class RuleError(UserError, ValueError):
     "An unknown selection rule, or settings a rule cannot take."
 
+# %% ../nbs/05a_rules.ipynb #5821748f
 def cap_per_class(eligible:np.ndarray, # (candidates,) bool: clips the rule would accept
                   given:np.ndarray,    # (candidates,) given class indices
                   score:np.ndarray,    # (candidates,) ranking score, highest kept first
@@ -80,7 +81,7 @@ class SelectionRule:
         "The rule's name and parameters (recorded with the run)."
         return {'rule': self.name, **dataclasses.asdict(self)} if dataclasses.is_dataclass(self) else {'rule': self.name}
 
-# %% ../nbs/05a_rules.ipynb #feec6cbb
+# %% ../nbs/05a_rules.ipynb #fbdea7ed
 @dataclasses.dataclass(frozen=True)
 class PaperRule(SelectionRule):
     "Agreeing clips whose posterior of the given class exceeds `threshold`, at most `per_class` per class (the paper)."
@@ -92,6 +93,7 @@ class PaperRule(SelectionRule):
         eligible = evidence.agrees & (evidence.p_given > self.threshold)
         return cap_per_class(eligible, evidence.given, evidence.p_given, self.per_class), {'eligible': int(eligible.sum())}
 
+# %% ../nbs/05a_rules.ipynb #6415a047
 @dataclasses.dataclass(frozen=True)
 class AuthorsRule(SelectionRule):
     "The `per_class` most confident agreeing clips of each class, with no threshold (the authors' code as run)."
@@ -101,7 +103,7 @@ class AuthorsRule(SelectionRule):
     def select(self, evidence:Evidence)->tuple[np.ndarray, dict]:
         return cap_per_class(evidence.agrees, evidence.given, evidence.p_given, self.per_class), {'eligible': int(evidence.agrees.sum())}
 
-# %% ../nbs/05a_rules.ipynb #a83faaca
+# %% ../nbs/05a_rules.ipynb #8082e72d
 @dataclasses.dataclass(frozen=True)
 class AcceptAll(SelectionRule):
     "Control: every candidate."
@@ -109,6 +111,7 @@ class AcceptAll(SelectionRule):
     is_control = True
     def select(self, evidence:Evidence)->tuple[np.ndarray, dict]: return np.ones(len(evidence.given), bool), {}
 
+# %% ../nbs/05a_rules.ipynb #549f3097
 @dataclasses.dataclass(frozen=True)
 class AcceptNone(SelectionRule):
     "Control: no candidate."
@@ -136,7 +139,7 @@ class CleanlabRule(SelectionRule):
         keep = cap_per_class(~flagged, evidence.given, evidence.p_given, self.per_class)
         return keep, {'flagged': int(flagged.sum()), 'n_classes': n_classes}
 
-# %% ../nbs/05a_rules.ipynb #43955df1
+# %% ../nbs/05a_rules.ipynb #205c3fd5
 def binomial_upper(successes:int, # events observed
                    trials:int,    # trials
                    alpha:float,   # one-sided level
@@ -145,6 +148,7 @@ def binomial_upper(successes:int, # events observed
     if trials <= 0 or successes >= trials: return 1.0
     return float(beta.ppf(1 - alpha, successes + 1, trials - successes))
 
+# %% ../nbs/05a_rules.ipynb #cc1fc264
 def binomial_lower(successes:int, trials:int, alpha:float)->float:
     "One-sided Clopper-Pearson lower bound (0 when nothing was observed)."
     if trials <= 0 or successes <= 0: return 0.0
@@ -225,7 +229,7 @@ class CertifiedRule(SelectionRule):
         eligible = evidence.agrees & (evidence.p_given >= threshold)
         return cap_per_class(eligible, evidence.given, evidence.p_given, self.per_class), info
 
-# %% ../nbs/05a_rules.ipynb #f16395f1
+# %% ../nbs/05a_rules.ipynb #20699c0b
 RULES = {rule.name: rule for rule in (PaperRule, AuthorsRule, CleanlabRule, CertifiedRule, AcceptAll, AcceptNone)}
 SELECTION_RULES = tuple(name for name, rule in RULES.items() if not rule.is_control)  # the real rules
 CONTROL_RULES = tuple(name for name, rule in RULES.items() if rule.is_control)        # the comparison's controls
@@ -238,6 +242,7 @@ def check_rule(name:str, # a rule name
     if text not in RULES: raise RuleError(f"Unknown rule {name!r}; choose one of {', '.join(RULES)}")
     return text
 
+# %% ../nbs/05a_rules.ipynb #19084362
 def parse_rules(names:str|Sequence[str], # comma-separated rule names, or a list
                )->list[str]:             # checked names, in order
     "Rule names from a comma-separated list, checked, without duplicates."
@@ -247,6 +252,7 @@ def parse_rules(names:str|Sequence[str], # comma-separated rule names, or a list
     if len(set(found)) != len(found): raise RuleError(f"A rule is listed twice: {', '.join(found)}")
     return found
 
+# %% ../nbs/05a_rules.ipynb #53eb9945
 def make_rule(name:str|SelectionRule,     # a registry name, or a rule (returned as it is)
               preset:Preset|None=None,    # the preset whose sv_threshold and sv_per_class the paper's and authors' rules take
               target_precision:float=0.97, # the certified rule's required label precision

@@ -21,7 +21,7 @@ from .training import FoldData, fit_resumable, make_learner, release_learner
 __all__ = ['candidate_table', 'judge_candidates', 'select_clips', 'judge_validation', 'validation_scores', 'finetune_fold',
            'best_iteration', 'self_verify', 'label_audit']
 
-# %% ../nbs/05_selfverify.ipynb #e31cee44
+# %% ../nbs/05_selfverify.ipynb #849beb86
 def candidate_table(folds:pd.DataFrame,       # training table with fname, label, manually_verified, fold
                     classes:Sequence[str],     # class names
                     usable:np.ndarray|None=None, # clips with features (default: all)
@@ -32,6 +32,7 @@ def candidate_table(folds:pd.DataFrame,       # training table with fname, label
     return pd.DataFrame({'row': rows, 'fname': folds.fname.to_numpy()[rows], 'fold': folds.fold.to_numpy()[rows],
                          'given': label_indices(folds.label, classes)[rows]})
 
+# %% ../nbs/05_selfverify.ipynb #ff23736f
 def judge_candidates(models:dict[int, torch.nn.Module], # fold -> that fold's current model
                      specs:torch.Tensor,                # (clips, bins, frames), rows as the training table
                      candidates:pd.DataFrame,           # `candidate_table` output
@@ -82,7 +83,7 @@ def judge_validation(models:dict[int, torch.nn.Module], # fold -> that fold's cu
         targets.append(np.asarray(fold_targets, int))
     return np.concatenate(probs), np.concatenate(targets)
 
-# %% ../nbs/05_selfverify.ipynb #3920a5b9
+# %% ../nbs/05_selfverify.ipynb #5d1367cb
 @torch.no_grad()
 def validation_scores(model:torch.nn.Module, # a fold model
                       data:FoldData,         # the fold's split (`valid_idx`: verified validation clips)
@@ -94,6 +95,7 @@ def validation_scores(model:torch.nn.Module, # a fold model
     loss = float(-np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, 1)).mean())
     return {'valid_loss': loss, 'accuracy': float((probs.argmax(1) == targets).mean()), 'map3': map_at_3(probs, targets)}
 
+# %% ../nbs/05_selfverify.ipynb #698de5fe
 def finetune_fold(data:FoldData,          # the fold's training clips (verified + accepted) and verified validation clips
                   preset:Preset,          # fine-tuning epochs, schedule and learning rate
                   start:str|Path,         # checkpoint to continue from (the previous iteration's kept model)
@@ -115,7 +117,7 @@ def best_iteration(table:pd.DataFrame, # one row per iteration and fold with val
     "The iteration to keep: lowest mean verified validation loss; the earliest wins a tie."
     return int(table.groupby('iteration').valid_loss.mean().idxmin())
 
-# %% ../nbs/05_selfverify.ipynb #6ae64e11
+# %% ../nbs/05_selfverify.ipynb #704070f4
 def _check_rule_record(work:Path, rule:SelectionRule):
     "Record the rule's settings in `work/rule.json`, or refuse a folder made with another rule or other settings."
     path = work/'rule.json'
@@ -123,6 +125,7 @@ def _check_rule_record(work:Path, rule:SelectionRule):
         raise RuleError(f"{work} was made with {load_json(path)}, not {rule.settings()}; use another folder or the same rule settings")
     if not path.exists(): save_json(path, rule.settings())
 
+# %% ../nbs/05_selfverify.ipynb #9d2a62b7
 def _decide(work:Path, iteration:int, models:dict, specs:torch.Tensor, candidates:pd.DataFrame, preset:Preset,
             classes:Sequence[str], rule:SelectionRule, seed:int, device:str|None, validation:dict)->pd.DataFrame:
     "Steps 1 and 2 of one iteration, or their saved outcome: the decisions table (also written with the posteriors and the rule's findings)."
@@ -140,9 +143,11 @@ def _decide(work:Path, iteration:int, models:dict, specs:torch.Tensor, candidate
     save_csv(decisions_path, decisions)
     return decisions
 
+# %% ../nbs/05_selfverify.ipynb #f16e29a6
 def _iteration_row(iteration:int, fold:int, n_candidates:int, n_accepted:int, n_train:int, scores:dict)->dict:
     return {'iteration': iteration, 'fold': fold, 'n_candidates': n_candidates, 'n_accepted': n_accepted, 'n_train': n_train, **scores}
 
+# %% ../nbs/05_selfverify.ipynb #e3156c1c
 def _write_outcome(work:Path, rows:list, audits:list, checkpoints:dict)->dict:
     "Keep the best iteration; write the audit of every decision and `result.json`."
     table = pd.DataFrame(rows)
