@@ -107,17 +107,14 @@ class AuthorsRule(SelectionRule):
 @dataclasses.dataclass(frozen=True)
 class AcceptAll(SelectionRule):
     "Control: every candidate."
-    name = 'accept-all'
-    is_control = True
-    def select(self, evidence:Evidence)->tuple[np.ndarray, dict]: return np.ones(len(evidence.given), bool), {}
+    name, is_control, accept = 'accept-all', True, True
+    def select(self, evidence:Evidence)->tuple[np.ndarray, dict]: return np.full(len(evidence.given), self.accept), {}
 
 # %% ../nbs/05a_rules.ipynb #549f3097
 @dataclasses.dataclass(frozen=True)
-class AcceptNone(SelectionRule):
+class AcceptNone(AcceptAll):
     "Control: no candidate."
-    name = 'accept-none'
-    is_control = True
-    def select(self, evidence:Evidence)->tuple[np.ndarray, dict]: return np.zeros(len(evidence.given), bool), {}
+    name, accept = 'accept-none', False
 
 # %% ../nbs/05a_rules.ipynb #e77a259e
 @dataclasses.dataclass(frozen=True)
