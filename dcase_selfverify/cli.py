@@ -56,9 +56,9 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
     from dcase_selfverify.rules import make_rule
     make_rule(rule, None, target_precision, alpha)   # a wrong rule or setting fails before any work
     from dcase_selfverify.pipeline import run_pipeline, run_summary
-    metrics = run_pipeline(data, out, preset, epochs, iterations, finetune_epochs, rule, strategy, corrections, folds=_folds(folds),
-                           target_precision=target_precision, alpha=alpha, device=device, n_workers=workers, seed=seed,
-                           progress=not no_progress, compile=compile)
+    metrics = run_pipeline(data, out, preset, epochs=epochs, iterations=iterations, finetune_epochs=finetune_epochs, rule=rule, strategy=strategy,
+                           corrections=corrections, folds=_folds(folds), target_precision=target_precision, alpha=alpha, device=device,
+                           n_workers=workers, seed=seed, progress=not no_progress, compile=compile)
     print(run_summary({**metrics, **_record_accepted_audit(out)}))
 
 # %% ../nbs/10_cli.ipynb #d5649fe4
@@ -134,6 +134,7 @@ def verify(data:str,             # data set folder
            rule:str='paper',     # paper, authors, cleanlab or certified
            target_precision:float=0.97, # the certified rule's required label precision
            alpha:float=0.05,     # the certified rule's 1 - confidence
+           strategy:str='selfverify', # the initial training's strategy, as given to `run` (NAME+selfverify)
            corrections:str=None, # a review decisions file to apply to the labels (as given to `run`)
            device:str=None,      # cuda or cpu
            seed:int=0,           # seed
@@ -145,7 +146,7 @@ def verify(data:str,             # data set folder
     from dcase_selfverify.pipeline import selfverify_folder, stage_context, train_preset
     ctx, table = stage_context(data, out, preset, 'selfverify', not no_progress, epochs=epochs, finetune_epochs=finetune_epochs,
                         iterations=iterations, rule=rule, device=device, seed=seed,
-                        corrections=corrections, target_precision=target_precision, alpha=alpha)
+                        corrections=corrections, target_precision=target_precision, alpha=alpha, strategy=strategy)
     for p in ctx.presets:
         result = train_preset(ctx, table, p)['selfverify']
         if result: print(f"{p.name}: kept iteration {result['best_iteration']}; audit {selfverify_folder(ctx, p)/'audit.csv'}")

@@ -204,8 +204,8 @@ def test_run_with_a_strategy_and_a_rule(datasets, tmp_path):
     assert (rule['rule'], rule['target_precision'], rule['alpha']) == ('certified', 0.9, 0.1)
     assert metrics['presets']['tiny']['audit_csv'] == str(work/'tiny_lq'/'selfverify_certified'/'audit.csv')
     assert 'kept iteration' in result.stdout
-    verify = cli('verify', datasets['generic'], '--out', work, '--preset', 'tiny', '--rule', 'certified', '--target-precision', '0.9',
-                 '--alpha', '0.1', '--no-progress', check=0)
+    verify = cli('verify', datasets['generic'], '--out', work, '--preset', 'tiny', '--epochs', '2', '--iterations', '1', '--finetune-epochs', '1',
+                 '--strategy', 'lq+selfverify', '--rule', 'certified', '--target-precision', '0.9', '--alpha', '0.1', '--no-progress', check=0)
     audit = verify.stdout.strip().split('audit ')[-1]
     assert Path(audit).exists(), verify.stdout
     result = cli('run', datasets['generic'], '--out', tmp_path/'bad', *FAST, '--strategy', 'magic', check=2)
