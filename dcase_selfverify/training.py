@@ -32,11 +32,11 @@ from .core import Preset, atomic_write, default_device, get_preset, map_at_3, sa
 from .model import build_model, cut_excerpts, model_state, predict, read_checkpoint, unwrap
 
 # %% auto #0
-__all__ = ['AuthorsAdam', 'map3', 'to_device_async', 'ExcerptDataLoader', 'mixed_target_cross_entropy', 'DeviceMixUp',
-           'ReversalMixUp', 'paper_schedule', 'EpochSeed', 'DeviceSmoothLoss', 'DeviceRecorder',
+__all__ = ['AuthorsAdam', 'map3', 'STILL_IMPROVING', 'to_device_async', 'ExcerptDataLoader', 'mixed_target_cross_entropy',
+           'DeviceMixUp', 'ReversalMixUp', 'paper_schedule', 'EpochSeed', 'DeviceSmoothLoss', 'DeviceRecorder',
            'SparseProgressCallback', 'quiet', 'FoldData', 'make_dataloaders', 'takes_verified', 'make_learner',
            'release_learner', 'save_checkpoint', 'optimizer_state', 'load_optimizer_state', 'FoldCheckpoint',
-           'fit_resumable', 'fold_data', 'scaled_constant_epochs', 'train_fold']
+           'fit_resumable', 'fold_data', 'scaled_constant_epochs', 'train_fold', 'still_improving']
 
 # %% ../nbs/04_training.ipynb #070bc60e
 def to_device_async(tensor:torch.Tensor,      # a small CPU tensor: clip indices, excerpt starts, mixup weights
@@ -406,7 +406,7 @@ def train_fold(data:FoldData,             # from `fold_data`
                preset:Preset|str,         # network and hyper-parameters
                folder:str|Path,           # checkpoints and history of this fold
                epochs:int|None=None,      # default: the preset's
-               schedule:str='paper',      # 'paper' or 'one_cycle'
+               schedule:str|None=None,    # 'paper' or 'one_cycle'; default: the preset's
                mixup:str|None='fastai',   # 'fastai', 'authors' or None
                device:str|None=None,      # default: CUDA when present
                seed:int=0,                # seed
@@ -419,5 +419,19 @@ def train_fold(data:FoldData,             # from `fold_data`
     preset = get_preset(preset)
     epochs = epochs or preset.epochs
     learn = make_learner(data, preset, device, mixup, seed, compile=compile, loss_func=loss_func, cbs=cbs)
-    learn.history = fit_resumable(learn, folder, epochs, preset.lr, scaled_constant_epochs(preset, epochs), schedule, progress=progress)
+    learn.history = fit_resumable(learn, folder, epochs, preset.lr, scaled_constant_epochs(preset, epochs), schedule or preset.schedule,
+                                  progress=progress)
     return learn
+
+# %% ../nbs/04_training.ipynb #c50a76c0
+STILL_IMPROVING = "the models were still improving: consider --epochs"
+
+def still_improving(best_epochs:Sequence[int], # per fold: the kept epoch (0-based, as `history.csv` counts)
+                    n_epochs:int,              # epochs each fold trained
+                    share:float=0.1,           # the last `share` of the epochs (at least one) counts as the end
+                   )->str|None:                # the warning `STILL_IMPROVING`, or None
+    "A warning when the best epoch of more than half of the folds falls within the last `share` of the epochs."
+    if not len(best_epochs) or n_epochs < 1: return None
+    last = max(1, math.ceil(share * n_epochs))
+    at_end = sum(int(epoch) >= n_epochs - last for epoch in best_epochs)
+    return STILL_IMPROVING if at_end * 2 > len(best_epochs) else None
