@@ -83,14 +83,19 @@ class Preset:
     sv_threshold:float = 0.95      # minimum mean posterior of the given class (paper rule)
     sv_per_class:int = 40          # at most this many clips per class and iteration
     epoch_size:int|None = None     # training items per epoch (None: one per training clip)
+    schedule:str = 'paper'         # learning-rate schedule of the initial training: 'paper' or 'one_cycle'
+    cpu_fast:bool = False          # on a CPU with bf16 instructions, train as on a GPU: bf16 autocast and channels_last
 
     def replace(self, **changes)->Preset:
         "A copy with `changes` applied."
         return dataclasses.replace(self, **changes)
 
     def to_dict(self)->dict:
-        "The preset as a plain dict (for JSON manifests)."
-        return dataclasses.asdict(self)
+        "The preset as a plain dict (for JSON manifests); `schedule` and `cpu_fast` only when they differ from their defaults, so that manifests written before these fields existed still match."
+        fields = dataclasses.asdict(self)
+        if fields['schedule'] == 'paper': del fields['schedule']
+        if not fields['cpu_fast']: del fields['cpu_fast']
+        return fields
 
 # %% ../nbs/00_core.ipynb #cdd65dbc
 PRESETS = {
@@ -100,6 +105,8 @@ PRESETS = {
     'spec2':   Preset('spec2', version=2, nf=64, mixup_alpha=0.3, batch_size=50, finetune_lr=2e-4),
     'tiny':    Preset('tiny', version=1, nf=8, mixup_alpha=0.3, batch_size=32, lr=2e-2, epochs=40, constant_epochs=13, n_frames=1500,
                       finetune_lr=4e-3, finetune_epochs=8, finetune_constant_epochs=2, sv_iterations=2),
+    'cpu':     Preset('cpu', version=1, nf=8, mixup_alpha=0.3, batch_size=32, lr=2e-2, epochs=60, constant_epochs=0, n_frames=1500,
+                      schedule='one_cycle', cpu_fast=True, finetune_lr=4e-3, finetune_epochs=8, finetune_constant_epochs=2, sv_iterations=2),
 }
 
 class PresetError(UserError, KeyError):

@@ -14,16 +14,18 @@ from .core import Preset, find_dataset, get_preset, save_csv, save_json
 from .selfverify import label_audit
 from .evaluation import confusion, per_class_report, plot_confusion, plot_per_class_f1
 from .pipeline import read_predictions, run_pipeline
+from .training import still_improving
 
 # %% auto #0
-__all__ = ['DEMO_SETTINGS', 'demo_preset', 'selfverify_precision', 'write_demo_report', 'run_demo', 'demo_summary']
+__all__ = ['DEMO_SETTINGS', 'demo_preset', 'selfverify_precision', 'training_curves', 'write_demo_report', 'run_demo',
+           'demo_summary']
 
 # %% ../nbs/07a_demo.ipynb #c0b68261
 DEMO_SETTINGS = dict(n_classes=10, clips_per_class=36, test_clips_per_class=8, max_duration=12.0)
 
 def demo_preset(quick:bool=False, # a few epochs only (for smoke tests)
                )->Preset:         # the `tiny` preset as the demo trains it
-    "The `tiny` preset as the demo trains it (a few epochs only with `quick`)."
+    "The `tiny` preset as the demo trains it (a few epochs only with `quick`); the `cpu` recipe waits for `bench/time_to_accuracy.py`."
     preset = get_preset('tiny')
     return preset.replace(epochs=3, constant_epochs=1, finetune_epochs=1, finetune_constant_epochs=1) if quick else preset
 
@@ -62,6 +64,30 @@ def _plot_selfverify(precision:pd.DataFrame, metrics_rows:list, path:Path):
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
+def training_curves(work:Path,        # work folder of a run
+                    preset_name:str,  # which preset's initial fold models
+                   )->pd.DataFrame:   # every fold's epochs: fold, epoch, valid_loss, accuracy, map3, ...
+    "The initial training's epoch histories of all folds of a preset, from their `history.csv`."
+    paths = sorted((Path(work)/preset_name).glob('fold_*/history.csv'))
+    return pd.concat([pd.read_csv(p).assign(fold=int(p.parent.name.removeprefix('fold_'))) for p in paths], ignore_index=True) if paths else pd.DataFrame()
+
+def _plot_training_curves(curves:pd.DataFrame, path:Path):
+    "Validation loss and accuracy by epoch, one line per fold, the kept epoch (lowest loss) marked."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
+    for fold, history in curves.groupby('fold'):
+        best = history.loc[history.valid_loss.idxmin()]
+        for ax, column in zip(axes, ('valid_loss', 'accuracy')):
+            line, = ax.plot(history.epoch, history[column], '-', lw=1, label=f'fold {fold}')
+            ax.plot(best.epoch, best[column], 'o', color=line.get_color())
+    axes[0].set_ylabel('validation loss'); axes[1].set_ylabel('validation accuracy')
+    axes[0].set_yscale('log')
+    for ax in axes: ax.set_xlabel('epoch')
+    axes[1].legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
 def _plot_silence_clipping(work:Path, data:Path, path:Path):
     "Spectrogram of the demo clip that silence clipping shortens most, before and after."
     import matplotlib.pyplot as plt
@@ -84,6 +110,20 @@ def _plot_silence_clipping(work:Path, data:Path, path:Path):
     plt.close(fig)
 
 # %% ../nbs/07a_demo.ipynb #05b5a070
+def _training_section(work:Path, name:str, entry:dict, report:Path)->list[str]:
+    "The summary's lines on one preset's initial training: per fold the kept epoch, and the training curves plot; fills `entry`."
+    curves = training_curves(work, name)
+    if not len(curves): return []
+    kept = curves.loc[curves.groupby('fold').valid_loss.idxmin()]
+    n_epochs = int(curves.groupby('fold').epoch.max().max()) + 1
+    warning = still_improving(kept.epoch.tolist(), n_epochs)
+    entry['training'] = {'epochs': n_epochs, 'kept': kept[['fold', 'epoch', 'valid_loss', 'accuracy', 'map3']].to_dict('records'), 'warning': warning}
+    _plot_training_curves(curves, report/f'training_curves_{name}.png')
+    lines = [f"## Initial training ({name}, {n_epochs} epochs)", '', f"![training curves](training_curves_{name}.png)", '',
+             '| fold | kept epoch | validation loss | accuracy | MAP@3 |', '|---|---|---|---|---|']
+    lines += [f"| {int(r.fold)} | {int(r.epoch)} | {r.valid_loss:.4f} | {r.accuracy:.3f} | {r.map3:.3f} |" for r in kept.itertuples()]
+    return lines + ([''] + [f"**Warning:** {warning}."] if warning else []) + ['']
+
 def _selfverify_section(work:Path, name:str, entry:dict, truth:pd.DataFrame, report:Path)->list[str]:
     "The summary's lines on one preset's self-verification (and its plot and label audit); fills `entry`."
     precision = selfverify_precision(work, name, truth)
@@ -129,14 +169,15 @@ def write_demo_report(data:Path,    # the demo data set folder
     plt.close('all')
     lines = ['# dcase_selfverify demo report', '',
              '**All figures come from synthetic data** made by `dcase_selfverify.demo_data` (not FSDKaggle2018), '
-             'with the small `tiny` network on a CPU. They show that the pipeline works and what self-verification does on '
+             'with a small network on a CPU. They show that the pipeline works and what self-verification does on '
              'data whose true labels are known; they say nothing about performance on real audio.', '']
     test = metrics.get('test', {})
     if test: lines += [f"Test set ({test['n']} scored clips): MAP@3 **{test['map3']:.4f}**, accuracy **{test['accuracy']:.4f}**.", '']
     truth = read_truth(data)
-    for name, entry in metrics['presets'].items(): lines += _selfverify_section(work, name, entry, truth, report)
+    for name, entry in metrics['presets'].items(): lines += _training_section(work, name, entry, report) + _selfverify_section(work, name, entry, truth, report)
     _plot_silence_clipping(work, data, report/'silence_clipping.png')
     lines += ['## Files', '', '- `metrics.json`: every figure above', '- `per_class_f1.png`, `confusion_matrix.png`: test set',
+              '- `training_curves_<preset>.png`: validation loss and accuracy of every fold by epoch',
               '- `selfverify_precision.png`: accuracy and precision by iteration', '- `silence_clipping.png`: a clip before and after silence clipping',
               '- `label_audit.csv`: clips the fold models contradict', '', f"Work folder: `{work}`"]
     (report/'summary.md').write_text('\n'.join(lines) + '\n')

@@ -33,11 +33,12 @@ from .core import Preset, atomic_write, default_device, get_preset, map_at_3, sa
 from .model import build_model, cut_excerpts, model_state, predict, read_checkpoint, unwrap
 
 # %% auto #0
-__all__ = ['AuthorsAdam', 'map3', 'to_device_async', 'ExcerptDataLoader', 'mixed_target_cross_entropy', 'LossMixing',
-           'DeviceMixUp', 'ReversalMixUp', 'paper_schedule', 'EpochSeed', 'DeviceSmoothLoss', 'DeviceRecorder',
-           'SparseProgressCallback', 'quiet', 'FoldData', 'make_dataloaders', 'takes_verified', 'make_learner',
-           'release_learner', 'save_checkpoint', 'optimizer_state', 'load_optimizer_state', 'FoldCheckpoint',
-           'fit_resumable', 'fold_data', 'scaled_constant_epochs', 'train_fold']
+__all__ = ['AuthorsAdam', 'map3', 'STILL_IMPROVING', 'to_device_async', 'ExcerptDataLoader', 'mixed_target_cross_entropy',
+           'LossMixing', 'DeviceMixUp', 'ReversalMixUp', 'paper_schedule', 'EpochSeed', 'DeviceSmoothLoss',
+           'DeviceRecorder', 'SparseProgressCallback', 'quiet', 'FoldData', 'make_dataloaders', 'takes_verified',
+           'cpu_has_bf16', 'CPUAutocast', 'make_learner', 'release_learner', 'save_checkpoint', 'optimizer_state',
+           'load_optimizer_state', 'FoldCheckpoint', 'fit_resumable', 'fold_data', 'scaled_constant_epochs',
+           'train_fold', 'still_improving']
 
 # %% ../nbs/04_training.ipynb #070bc60e
 def to_device_async(tensor:torch.Tensor,      # a small CPU tensor: clip indices, excerpt starts, mixup weights
@@ -237,10 +238,12 @@ def make_dataloaders(data:FoldData,         # spectrograms and the fold's split
                      seed:int=0,            # seed of order and excerpts
                      valid_bs:int|None=None, # batch size of whole-clip validation
                      verified_flags:bool=False, # training batches are (x, y, verified) (needs `data.verified`)
+                     channels_last:bool|None=None, # batches in channels_last memory format; default: on CUDA
                     )->DataLoaders:
     "Training loader of random excerpts and validation loader of whole clips, on `device`."
     device = device or default_device()
     on_gpu = str(device).startswith('cuda')
+    channels_last = on_gpu if channels_last is None else channels_last
     specs = data.specs.to(device, non_blocking=True) if on_gpu else data.specs   # no copy when already there
     targets = data.targets.to(specs.device)
     if verified_flags and data.verified is None: raise ValueError("verified_flags needs FoldData.verified (fold_data fills it)")
@@ -248,10 +251,10 @@ def make_dataloaders(data:FoldData,         # spectrograms and the fold's split
     epoch_size = preset.epoch_size or len(data.train_idx)
     train_idx = np.resize(np.asarray(data.train_idx), epoch_size) if epoch_size != len(data.train_idx) else data.train_idx
     train = ExcerptDataLoader(specs, targets, train_idx, preset.excerpt_frames, bs=preset.batch_size, shuffle=True,
-                              drop_last=len(train_idx) > preset.batch_size, seed=seed, channels_last=on_gpu, vocab=data.classes,
+                              drop_last=len(train_idx) > preset.batch_size, seed=seed, channels_last=channels_last, vocab=data.classes,
                               verified=verified, device=device)
     valid = ExcerptDataLoader(specs, targets, data.valid_idx, None, bs=valid_bs or max(1, preset.batch_size // 4),
-                              seed=seed, channels_last=on_gpu, vocab=data.classes, device=device)
+                              seed=seed, channels_last=channels_last, vocab=data.classes, device=device)
     return DataLoaders(train, valid, device=device)
 
 # %% ../nbs/04_training.ipynb #8c18f57f
@@ -262,6 +265,20 @@ def takes_verified(loss_func:Callable, # a loss function or loss object
     try: return 'verified' in inspect.signature(target).parameters
     except (TypeError, ValueError): return False
 
+def cpu_has_bf16()->bool:
+    "Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays on the CPU."
+    cpuinfo = Path('/proc/cpuinfo')
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    return bool(flags & {'avx512_bf16', 'amx_bf16'})
+
+class CPUAutocast(Callback):
+    "bf16 autocast of the forward pass and the loss on the CPU (fastai's `MixedPrecision` is CUDA-only); predictions come back as float32."
+    order = 10
+    def before_batch(self): self.autocast = torch.autocast('cpu', dtype=torch.bfloat16); self.autocast.__enter__()
+    def after_pred(self): self.learn.pred = self.pred.float()
+    def after_loss(self): self.autocast.__exit__(None, None, None)
+    def after_cancel_batch(self): self.autocast.__exit__(None, None, None)
+
 def _mixup_callback(mixup:str, alpha:float)->MixUp:
     if mixup not in ('fastai', 'authors'): raise ValueError(f"mixup must be 'fastai', 'authors' or None, not {mixup!r}")
     return DeviceMixUp(alpha) if mixup == 'fastai' else ReversalMixUp(alpha)
@@ -271,7 +288,7 @@ def make_learner(data:FoldData,            # spectrograms and split
                  device:str|None=None,     # default: CUDA when present
                  mixup:str|None='fastai',  # 'fastai', 'authors' or None
                  seed:int=0,               # seed of weights, order, excerpts and mixup
-                 fast:bool|None=None,      # bf16 autocast + channels_last; default: on for CUDA
+                 fast:bool|None=None,      # bf16 autocast + channels_last; default: on for CUDA, and on a CPU with bf16 instructions when `preset.cpu_fast`
                  compile:bool=False,       # wrap the model in torch.compile (GPU)
                  model:torch.nn.Module|None=None, # start from this model instead of a new one
                  loss_func:Callable|None=None,    # `(logits, y)` or `(logits, y, verified)`; default: cross-entropy
@@ -281,18 +298,19 @@ def make_learner(data:FoldData,            # spectrograms and split
                 )->Learner:
     "A fastai `Learner` for one fold: VGG-GAP network, Adam, cross-entropy, accuracy and MAP@3."
     preset, device = get_preset(preset), device or default_device()
-    fast = str(device).startswith('cuda') if fast is None else fast
+    on_gpu = str(device).startswith('cuda')
+    if fast is None: fast = on_gpu or (preset.cpu_fast and str(device) == 'cpu' and cpu_has_bf16())
     loss_func = CrossEntropyLossFlat() if loss_func is None else loss_func
     verified_flags = takes_verified(loss_func) if verified_flags is None else verified_flags
     torch.manual_seed(seed)
-    dls = make_dataloaders(data, preset, device, seed, verified_flags=verified_flags)
+    dls = make_dataloaders(data, preset, device, seed, verified_flags=verified_flags, channels_last=fast)
     net = (model if model is not None else build_model(preset, len(data.classes))).to(device)
     if fast: net = net.to(memory_format=torch.channels_last)
     loop = [TrainEvalCallback(), DeviceRecorder(), SparseProgressCallback(progress_every), EpochSeed(seed)]
     if mixup and preset.mixup_alpha > 0: loop.append(_mixup_callback(mixup, preset.mixup_alpha))
     learn = Learner(dls, net, loss_func=loss_func, opt_func=AuthorsAdam, lr=preset.lr, metrics=[accuracy, map3],
                     cbs=loop + list(cbs or []), default_cbs=False)
-    if fast and str(device).startswith('cuda'): learn.add_cb(MixedPrecision(amp_mode=AMPMode.BF16))   # fastai's autocast is CUDA-only
+    if fast: learn.add_cb(MixedPrecision(amp_mode=AMPMode.BF16) if on_gpu else CPUAutocast())   # fastai's autocast is CUDA-only
     if compile: learn.model = torch.compile(learn.model)
     return learn
 
@@ -414,7 +432,7 @@ def train_fold(data:FoldData,             # from `fold_data`
                preset:Preset|str,         # network and hyper-parameters
                folder:str|Path,           # checkpoints and history of this fold
                epochs:int|None=None,      # default: the preset's
-               schedule:str='paper',      # 'paper' or 'one_cycle'
+               schedule:str|None=None,    # 'paper' or 'one_cycle'; default: the preset's
                mixup:str|None='fastai',   # 'fastai', 'authors' or None
                device:str|None=None,      # default: CUDA when present
                seed:int=0,                # seed
@@ -427,5 +445,19 @@ def train_fold(data:FoldData,             # from `fold_data`
     preset = get_preset(preset)
     epochs = epochs or preset.epochs
     learn = make_learner(data, preset, device, mixup, seed, compile=compile, loss_func=loss_func, cbs=cbs)
-    learn.history = fit_resumable(learn, folder, epochs, preset.lr, scaled_constant_epochs(preset, epochs), schedule, progress=progress)
+    learn.history = fit_resumable(learn, folder, epochs, preset.lr, scaled_constant_epochs(preset, epochs), schedule or preset.schedule,
+                                  progress=progress)
     return learn
+
+# %% ../nbs/04_training.ipynb #e34c1736
+STILL_IMPROVING = "the models were still improving: consider --epochs"
+
+def still_improving(best_epochs:Sequence[int], # per fold: the kept epoch (0-based, as `history.csv` counts)
+                    n_epochs:int,              # epochs each fold trained
+                    share:float=0.1,           # the last `share` of the epochs (at least one) counts as the end
+                   )->str|None:                # the warning `STILL_IMPROVING`, or None
+    "A warning when the best epoch of more than half of the folds falls within the last `share` of the epochs."
+    if not len(best_epochs) or n_epochs < 1: return None
+    last = max(1, math.ceil(share * n_epochs))
+    at_end = sum(int(epoch) >= n_epochs - last for epoch in best_epochs)
+    return STILL_IMPROVING if at_end * 2 > len(best_epochs) else None

@@ -62,10 +62,10 @@ def test_kill_and_resume_matches_uninterrupted(toy_data, tmp_path):
         for key in straight: torch.testing.assert_close(resumed[key], straight[key], rtol=1e-5, atol=1e-6)
 
 def test_fast_path_on_cpu_uses_channels_last(toy_data):
-    "The GPU fast path's layout code runs on the CPU too (mixed precision, CUDA-only in fastai, stays off)."
+    "The GPU fast path runs on the CPU too: channels_last, and bf16 autocast through `CPUAutocast` (fastai's `MixedPrecision` is CUDA-only)."
     from fastai.callback.fp16 import MixedPrecision
     from dcase_selfverify.core import get_preset
-    from dcase_selfverify.training import fold_data, make_learner
+    from dcase_selfverify.training import CPUAutocast, fold_data, make_learner
     specs = torch.from_numpy(np.load(toy_data/'specs.npy'))
     folds = pd.read_csv(toy_data/'folds.csv')
     data = fold_data(specs, folds, 0, ['a', 'b', 'c'])
@@ -75,6 +75,7 @@ def test_fast_path_on_cpu_uses_channels_last(toy_data):
     assert x.is_contiguous(memory_format=torch.channels_last)
     assert learn.model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     assert not any(isinstance(cb, MixedPrecision) for cb in learn.cbs)
+    assert any(isinstance(cb, CPUAutocast) for cb in learn.cbs)
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert np.isfinite(learn.recorder.values[-1][0])
 
