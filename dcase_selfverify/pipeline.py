@@ -22,7 +22,7 @@ from .rules import DEFAULT_RULE, SelectionRule, check_rule, make_rule
 from .selfverify import self_verify
 from .noisy_labels import DEFAULT_STRATEGY, SELFVERIFY_SUFFIX, Strategy, strategy as get_strategy
 from .evaluation import ensemble_predict, evaluate_test, fill_failed, write_submission
-from .training import fold_data, release_learner, scaled_constant_epochs, train_fold
+from .training import fold_data, release_learner, scaled_constant_epochs, still_improving, train_fold
 
 # %% auto #0
 __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings', 'adjust_presets', 'record_presets',
@@ -224,17 +224,19 @@ def train_initial(ctx:RunContext,                   # the run
     fold_ids = sorted(int(f) for f in folds.fold.unique()) if fold_ids is None else [int(f) for f in fold_ids]
     specs = ctx.spectrograms('train', folds.fname, preset)
     train_mask = folds.manually_verified.to_numpy(bool) if ctx.strategy.train_on == 'verified' else None
-    initial = {}
+    initial, best_epochs = {}, []
     for fold in fold_ids:
         folder, started = initial_folder(ctx, preset)/f'fold_{fold}', time.time()
         data = fold_data(specs, folds, fold, ctx.ds.classes, train_mask=train_mask)
         learn = train_fold(data, preset, folder, device=ctx.device, seed=1000 * ctx.seed + fold, progress=ctx.progress, compile=ctx.compile,
                            loss_func=ctx.strategy.make_loss())
         history, best = learn.history, learn.history.valid_loss.idxmin()
+        best_epochs.append(int(history.epoch[best]))
         release_learner(learn)
         ctx.log(f"{preset.name} fold {fold}: best epoch {int(history.epoch[best])} of {len(history)}, "
                 f"valid loss {history.valid_loss[best]:.4f}, accuracy {history.accuracy[best]:.3f} ({time.time() - started:.0f} s)")
         initial[fold] = folder/'best.pth'
+    if (warning := still_improving(best_epochs, preset.epochs)): ctx.log(f"{preset.name}: {warning}")
     return initial
 
 # %% ../nbs/07_pipeline.ipynb #e28eb69d
