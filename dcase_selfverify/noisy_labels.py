@@ -13,25 +13,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastai.callback.mixup import reduce_loss
 from fastai.layers import NoneReduce
 from fastai.losses import LabelSmoothingCrossEntropy
 from .core import UserError
 
 # %% auto #0
-__all__ = ['REDUCTIONS', 'TRAIN_SETS', 'STRATEGIES', 'DEFAULT_STRATEGY', 'SELFVERIFY_SUFFIX', 'reduce_losses', 'verified_mask',
-           'VerifiedLoss', 'VerifiedCrossEntropy', 'VerifiedAware', 'label_smoothing_loss', 'GeneralizedCrossEntropy',
-           'lq_loss', 'Bootstrapping', 'bootstrap_loss', 'LossMasking', 'loss_masking', 'DownweightedCrossEntropy',
+__all__ = ['TRAIN_SETS', 'STRATEGIES', 'DEFAULT_STRATEGY', 'SELFVERIFY_SUFFIX', 'verified_mask', 'VerifiedLoss',
+           'VerifiedCrossEntropy', 'VerifiedAware', 'label_smoothing_loss', 'GeneralizedCrossEntropy', 'lq_loss',
+           'Bootstrapping', 'bootstrap_loss', 'LossMasking', 'loss_masking', 'DownweightedCrossEntropy',
            'downweight_loss', 'StrategyError', 'Strategy', 'strategy', 'parse_strategies']
-
-# %% ../nbs/08_noisy_labels.ipynb #663ed354
-REDUCTIONS = ('mean', 'sum', 'none')
-
-def reduce_losses(losses:torch.Tensor, # (batch,) per-sample losses
-                  reduction:str,       # 'mean', 'sum' or 'none'
-                 )->torch.Tensor:
-    "Apply a PyTorch-style `reduction` to per-sample losses."
-    if reduction not in REDUCTIONS: raise ValueError(f"reduction must be one of {REDUCTIONS}, not {reduction!r}")
-    return losses.mean() if reduction == 'mean' else losses.sum() if reduction == 'sum' else losses
 
 # %% ../nbs/08_noisy_labels.ipynb #5f9c7ed2
 def verified_mask(verified:torch.Tensor|None, # per-sample flags (bool, 0/1 or mixed weights), or None
@@ -65,7 +56,7 @@ class VerifiedLoss(nn.Module):
         targets = targets.reshape(-1).long()
         logits = logits.float().reshape(len(targets), -1)
         losses = self.per_sample(logits, targets, verified_mask(verified, len(targets), logits.device))
-        return reduce_losses(losses, self.reduction)
+        return reduce_loss(losses, self.reduction)
 
     def activation(self, out:torch.Tensor)->torch.Tensor: return F.softmax(out, dim=-1)
     def decodes(self, out:torch.Tensor)->torch.Tensor: return out.argmax(dim=-1)
@@ -109,7 +100,7 @@ class GeneralizedCrossEntropy(nn.Module):
         "The reduced Lq loss."
         targets = targets.reshape(-1, 1).long()
         log_p_target = F.log_softmax(logits.float(), dim=-1).gather(1, targets).squeeze(1)
-        return reduce_losses((1 - torch.exp(self.q * log_p_target)) / self.q, self.reduction)
+        return reduce_loss((1 - torch.exp(self.q * log_p_target)) / self.q, self.reduction)
 
 # %% ../nbs/08_noisy_labels.ipynb #ab0e4c9e
 def lq_loss(q:float=0.7, # Zhang and Sabuncu 2018, section 4; Fonseca et al. 2019
@@ -133,7 +124,7 @@ class Bootstrapping(nn.Module):
         log_p = F.log_softmax(logits.float(), dim=-1)
         label_term = -log_p.gather(1, targets.reshape(-1, 1).long()).squeeze(1)
         own_term = -log_p.max(dim=1).values if self.hard else -(log_p.exp() * log_p).sum(dim=1)
-        return reduce_losses(self.beta * label_term + (1 - self.beta) * own_term, self.reduction)
+        return reduce_loss(self.beta * label_term + (1 - self.beta) * own_term, self.reduction)
 
 # %% ../nbs/08_noisy_labels.ipynb #4204154a
 def bootstrap_loss(beta:float|None=None, # weight of the given label; None: 0.95 soft, 0.8 hard (Reed et al. 2015)
