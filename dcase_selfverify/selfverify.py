@@ -15,7 +15,7 @@ import torch
 from .core import Preset, get_preset, label_indices, load_json, map_at_3, save_array, save_csv, save_json
 from .model import load_model, predict
 from .rules import Evidence, RuleError, SelectionRule, make_rule
-from .training import FoldData, fit_resumable, make_learner, release_learner
+from .training import FoldData, fit_resumable, fold_data, make_learner, release_learner
 
 # %% auto #0
 __all__ = ['candidate_table', 'judge_candidates', 'select_clips', 'judge_validation', 'validation_scores', 'finetune_fold',
@@ -187,12 +187,9 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
     verified, fold_of = folds.manually_verified.to_numpy(bool), folds.fold.to_numpy()
     usable = np.ones(len(folds), bool) if usable is None else np.asarray(usable, bool)
     candidates = candidate_table(folds, classes, usable)
-    targets = torch.from_numpy(label_indices(folds.label, classes))
-    def fold_split(fold, trusted):
-        return FoldData(specs, targets, np.flatnonzero((fold_of != fold) & trusted & usable),
-                        np.flatnonzero((fold_of == fold) & verified & usable), tuple(classes))
-    validation = {fold: (rows, targets[rows].numpy()) for fold, rows in
-                  ((fold, np.flatnonzero((fold_of == fold) & verified & usable)) for fold in sorted(initial))}
+    def fold_split(fold, trusted): return fold_data(specs, folds, fold, classes, train_mask=trusted, usable=usable)
+    validation = {fold: (data.valid_idx, data.targets[data.valid_idx].numpy()) for fold, data in
+                  ((fold, fold_split(fold, verified)) for fold in sorted(initial))}
     table_path = work/'iterations.csv'
     rows = [r for r in (pd.read_csv(table_path).to_dict('records') if table_path.exists() else []) if r['iteration'] <= iterations]
     done = {(r['iteration'], r['fold']) for r in rows}

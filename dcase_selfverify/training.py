@@ -29,7 +29,7 @@ from fastai.callback.mixup import reduce_loss
 from fastai.optimizer import Adam, Optimizer
 from fastai.torch_core import find_bs
 from fastcore.foundation import L
-from .core import Preset, atomic_write, default_device, get_preset, map_at_3, save_csv
+from .core import Preset, label_indices, atomic_write, default_device, get_preset, map_at_3, save_csv
 from .model import build_model, cut_excerpts, model_state, predict, read_checkpoint, unwrap
 
 # %% auto #0
@@ -409,14 +409,15 @@ def fold_data(specs:torch.Tensor,        # (clips, bins, frames) spectrograms of
               fold:int,                  # validation fold
               classes:Sequence[str],     # class names (column order)
               train_mask:np.ndarray|None=None, # which clips outside the fold to train on (default: all)
+              usable:np.ndarray|None=None,     # clips with features; the others neither train nor validate (default: all)
              )->FoldData:
     "Split the rows of `folds` into this fold's training clips and verified validation clips."
-    class_index = {name: i for i, name in enumerate(classes)}
-    targets = torch.from_numpy(np.array(folds.label.map(class_index), dtype=np.int64))
+    targets = torch.from_numpy(label_indices(folds.label, classes))
     in_fold, verified = folds.fold.to_numpy() == fold, folds.manually_verified.to_numpy(bool)
-    usable = np.ones(len(folds), bool) if train_mask is None else np.asarray(train_mask, bool)
-    train_idx = np.flatnonzero(~in_fold & usable)
-    valid_idx = np.flatnonzero(in_fold & verified)
+    usable = np.ones(len(folds), bool) if usable is None else np.asarray(usable, bool)
+    trained = usable if train_mask is None else usable & np.asarray(train_mask, bool)
+    train_idx = np.flatnonzero(~in_fold & trained)
+    valid_idx = np.flatnonzero(in_fold & verified & usable)
     if len(valid_idx) == 0: raise ValueError(f"Fold {fold} has no verified validation clips to select models on")
     return FoldData(specs, targets, train_idx, valid_idx, tuple(classes), verified)
 
