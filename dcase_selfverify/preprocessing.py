@@ -453,7 +453,9 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
     folder = _cache_folder(cache_dir, version)
     folder.mkdir(parents=True, exist_ok=True)
     _check_manifest(folder, cache_manifest(version, sr, clip))
-    for stale in folder.glob('.*.tmp'): stale.unlink(missing_ok=True)
+    for stale in folder.glob('.*.tmp'):   # a killed run's leftovers; another process's write in flight is younger than a minute
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - stale.stat().st_mtime > 60: stale.unlink()
     known = _known_rows(folder)
     finished = set(known.fname[known.status.isin(_DONE)])
     jobs = [(f, str(p), str(_feature_path(folder, f)), version, sr, clip) for f, p in zip(clips.fname, clips.path)

@@ -16,8 +16,8 @@ from .core import Preset, UserError
 # %% auto #0
 __all__ = ['RULES', 'SELECTION_RULES', 'CONTROL_RULES', 'DEFAULT_RULE', 'Evidence', 'RuleError', 'cap_per_class', 'SelectionRule',
            'PaperRule', 'AuthorsRule', 'AcceptAll', 'AcceptNone', 'CleanlabRule', 'binomial_upper', 'binomial_lower',
-           'modal_confusions', 'certified_threshold', 'CertifiedRule', 'check_rule', 'parse_rules', 'make_rule',
-           'simulated_evidence', 'simulate_rules']
+           'modal_confusions', 'certified_ranks', 'certified_threshold', 'CertifiedRule', 'check_rule', 'parse_rules',
+           'make_rule', 'simulated_evidence', 'simulate_rules']
 
 # %% ../nbs/05a_rules.ipynb #f8bd46a1
 @dataclasses.dataclass(frozen=True)
@@ -161,50 +161,57 @@ def modal_confusions(predicted:np.ndarray, # (clips,) predicted classes of verif
     modal = sum(int(np.bincount(predicted[wrong & (targets == c)]).max()) for c in np.unique(targets[wrong]))
     return int(wrong.sum()), modal
 
-# %% ../nbs/05a_rules.ipynb #f62c08ef
-def certified_threshold(evidence:Evidence,       # candidates and the pooled verified validation clips
+# %% ../nbs/05a_rules.ipynb #dc20f0bc
+def certified_ranks(n_agreeing:int,       # agreeing candidates
+                    min_accepted:int=50,  # the first (smallest) set tested
+                    growth:float=1.1,     # each next set is this much larger
+                   )->list[int]:          # sizes of the tested sets, smallest first
+    "The fixed sequence of set sizes the certified rule tests: `min_accepted`, then ×`growth` each step, up to all agreeing clips."
+    sizes, size = [], float(min_accepted)
+    while round(size) <= n_agreeing:
+        if not sizes or round(size) > sizes[-1]: sizes.append(int(round(size)))
+        size *= growth
+    return sizes
+
+# %% ../nbs/05a_rules.ipynb #af9bccb0
+def certified_threshold(evidence:Evidence,           # candidates and the pooled verified validation clips
                         target_precision:float=0.97, # required share of right labels among the accepted
-                        alpha:float=0.05,        # the bound holds with probability at least 1 - alpha
-                        max_errors:int=3,        # J: thresholds with more validation errors above them are not used
-                        eta_levels:Sequence[float]=(0.5,), # quantiles of the candidates' confidence at which the noise rate is bounded
-                       )->tuple[float, dict, pd.DataFrame]: # threshold (inf: none), the factors' bounds, the scan
-    "The lowest threshold on agreeing candidates whose upper bound on the share of wrong labels is at most 1 - target."
+                        alpha:float=0.05,            # the bound holds with probability at least 1 - alpha
+                        min_accepted:int=50,         # the smallest set tested (the sequence starts here)
+                        growth:float=1.1,            # each next set tested is this much larger
+                       )->tuple[float, dict, pd.DataFrame]: # threshold (inf: none), the bounds at it, the tested sets
+    "The lowest threshold on agreeing candidates reached by the fixed sequence of tests of `wrong_U(t) <= (1 - target) k(t)`."
     if evidence.valid_probs is None or len(evidence.valid_targets) == 0: raise RuleError("the certified rule needs verified validation clips")
     valid_predicted, valid_confidence = evidence.valid_probs.argmax(1), evidence.valid_probs.max(1)
     valid_wrong, n_valid = valid_predicted != evidence.valid_targets, len(evidence.valid_targets)
     n_errors, n_modal = modal_confusions(valid_predicted, evidence.valid_targets)
     rho_upper = binomial_upper(n_modal, n_errors, alpha / 5) if n_errors else 1.0
     confidence, agrees, n_candidates = evidence.probs.max(1), evidence.agrees, len(evidence.given)
-    eta_upper, t_eta = 1.0, math.nan
-    for level in eta_levels:   # Bonferroni over a few fixed quantiles of the candidates' confidence: the tightest bound counts
-        t = float(np.quantile(confidence, level)) if n_candidates else 1.0
-        confident, valid_confident = confidence >= t, valid_confidence >= t
-        a_part = 2 * alpha / 5 / (3 * len(eta_levels))
-        delta_upper = binomial_upper(int((~agrees & confident).sum()), int(confident.sum()), a_part)
-        r_errors, r_trials = int((valid_wrong & valid_confident).sum()), int(valid_confident.sum())
-        r_lower, r_upper = binomial_lower(r_errors, r_trials, a_part), binomial_upper(r_errors, r_trials, a_part)
-        denominator = 1 - r_upper * (1 + rho_upper)
-        bound = min(1.0, max(0.0, delta_upper - r_lower) / denominator) if denominator > 0 else 1.0
-        if bound < eta_upper: eta_upper, t_eta = bound, t
-    weights = [0.5 ** (j + 1) for j in range(max_errors)] + [0.5 ** max_errors]   # 1/2, 1/4, ... of the curve's share, summing to 1
-    band = [binomial_upper(j, n_valid, 2 * alpha / 5 * weight) for j, weight in enumerate(weights)]
-    scores, error_confidences = np.sort(evidence.p_given[agrees])[::-1], np.sort(valid_confidence[valid_wrong])[::-1]
+    scores = np.sort(confidence[agrees])[::-1]
     rows = []
-    for t in np.unique(scores)[::-1]:
-        errors = int(np.searchsorted(-error_confidences, -t, side='right'))
-        if errors > max_errors: break
-        accepted = int(np.searchsorted(-scores, -t, side='right'))
-        wrong_upper = n_candidates * eta_upper * rho_upper * band[errors]
-        rows.append({'threshold': float(t), 'accepted': accepted, 'valid_errors_above': errors, 'wrong_upper': wrong_upper,
+    for size in certified_ranks(len(scores), min_accepted, growth):
+        t = float(scores[size - 1])
+        valid_above, candidates_above = valid_confidence >= t, confidence >= t
+        errors_above = int((valid_wrong & valid_above).sum())
+        error_upper = binomial_upper(errors_above, int(valid_above.sum()), 2 * alpha / 5)
+        disagreeing = int((~agrees & candidates_above).sum())
+        disagreeing_upper = n_candidates * binomial_upper(disagreeing, n_candidates, 2 * alpha / 5)
+        accepted = int((agrees & candidates_above).sum())
+        wrong_upper = disagreeing_upper * rho_upper * error_upper / (1 - error_upper) if error_upper < 1 else math.inf
+        rows.append({'threshold': t, 'accepted': accepted, 'disagreeing': disagreeing, 'valid_above': int(valid_above.sum()),
+                     'valid_errors_above': errors_above, 'error_upper': error_upper, 'wrong_upper': wrong_upper,
                      'precision_lower': 1 - wrong_upper / accepted})
-    scan = pd.DataFrame(rows, columns=['threshold', 'accepted', 'valid_errors_above', 'wrong_upper', 'precision_lower'])
-    passing = scan[scan.precision_lower >= target_precision]
-    threshold = float(passing.threshold.min()) if len(passing) else math.inf
-    info = {'threshold': threshold, 'target_precision': target_precision, 'alpha': alpha, 'n_candidates': n_candidates,
-            'n_valid': n_valid, 'valid_accuracy': float(1 - valid_wrong.mean()), 'valid_errors': n_errors, 'modal_errors': n_modal,
-            'rho_upper': rho_upper, 't_eta': t_eta, 'eta_upper': eta_upper,
-            'precision_lower': float(passing.precision_lower[passing.threshold.idxmin()]) if len(passing) else math.nan}
-    return threshold, info, scan
+        if rows[-1]['precision_lower'] < target_precision: break   # the fixed sequence stops at its first failure
+    scan = pd.DataFrame(rows, columns=['threshold', 'accepted', 'disagreeing', 'valid_above', 'valid_errors_above', 'error_upper',
+                                       'wrong_upper', 'precision_lower'])
+    passed = scan[scan.precision_lower >= target_precision]
+    last = passed.iloc[-1] if len(passed) else None
+    info = {'threshold': float(last.threshold) if last is not None else math.inf, 'target_precision': target_precision, 'alpha': alpha,
+            'n_candidates': n_candidates, 'n_valid': n_valid, 'valid_accuracy': float(1 - valid_wrong.mean()), 'valid_errors': n_errors,
+            'modal_errors': n_modal, 'rho_upper': rho_upper, 'sets_tested': len(scan),
+            'precision_lower': float(last.precision_lower) if last is not None else math.nan,
+            'wrong_upper': float(last.wrong_upper) if last is not None else math.nan}
+    return info['threshold'], info, scan
 
 # %% ../nbs/05a_rules.ipynb #cb592f40
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +219,8 @@ class CertifiedRule(SelectionRule):
     "Agreeing clips above the lowest threshold at which the share of wrong labels is at most 1 - target with confidence 1 - alpha."
     target_precision:float = 0.97   # required label precision of the accepted clips
     alpha:float = 0.05              # 1 - confidence of the bound
-    max_errors:int = 3              # thresholds with more verified validation errors above them are not used
+    min_accepted:int = 50           # the smallest set tested (the fixed sequence starts there)
+    growth:float = 1.1              # each next set tested is this much larger
     per_class:int|None = None       # optional cap per class (None: none)
     name = 'certified'
     needs_validation = True
@@ -220,9 +228,10 @@ class CertifiedRule(SelectionRule):
     def __post_init__(self):
         if not 0 < self.target_precision < 1: raise RuleError(f"--target-precision must be between 0 and 1, not {self.target_precision}")
         if not 0 < self.alpha < 1: raise RuleError(f"--alpha must be between 0 and 1, not {self.alpha}")
+        if self.min_accepted < 1 or self.growth <= 1: raise RuleError(f"the certified rule needs min_accepted >= 1 and growth > 1, not {self.min_accepted} and {self.growth}")
 
     def select(self, evidence:Evidence)->tuple[np.ndarray, dict]:
-        threshold, info, _ = certified_threshold(evidence, self.target_precision, self.alpha, self.max_errors)
+        threshold, info, _ = certified_threshold(evidence, self.target_precision, self.alpha, self.min_accepted, self.growth)
         eligible = evidence.agrees & (evidence.p_given >= threshold)
         return cap_per_class(eligible, evidence.given, evidence.p_given, self.per_class), info
 

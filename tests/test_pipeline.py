@@ -74,7 +74,7 @@ def test_compare_strategies_rules_and_controls(data, tmp_path):
         'selfverify', 'selfverify_cleanlab', 'selfverify_certified', 'selfverify_accept-all', 'selfverify_accept-none'}
     certified = json.loads((tmp_path/'work'/'tiny'/'selfverify_certified'/'rule_01.json').read_text())
     assert certified['rule'] == 'certified' and certified['n_valid'] == int(folds.manually_verified.sum())
-    assert 0 < certified['eta_upper'] <= 1 and 0 < certified['rho_upper'] <= 1
+    assert 0 < certified['rho_upper'] <= 1 and certified['sets_tested'] >= 0
 
 def test_corrections_change_the_training_table(data, tmp_path):
     "A relabelled clip trains with its new label as a verified clip, a dropped one not at all; the run records the file."

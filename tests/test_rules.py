@@ -38,8 +38,9 @@ def test_certified_guarantee_at_the_demo_size():
     certified = results[results.rule == 'certified']
     assert abs(certified.valid_accuracy.mean() - 0.76) < 0.03 and abs(1 - certified.label_precision_all.mean() - 0.17) < 0.02
     assert certified.below_target.mean() <= 0.07
-    # what it accepts at this size is measured, not assumed: the note and 05a_rules report it (a few clips a round)
-    assert certified.accepted.mean() < results[results.rule == 'paper'].accepted.mean()
+    # what it accepts at this size is measured, not assumed (05a_rules reports it): when it acts, it takes at least the first set
+    acting = certified[certified.accepted > 0]
+    assert len(acting) and acting.accepted.min() >= 50 and acting.precision.mean() >= 0.97
 
 def test_certified_beats_the_paper_rule_with_a_real_verified_subset():
     "At FSDKaggle2018's size (41 classes, 900 verified validation clips a fold) it accepts several times the paper rule's clips."

@@ -38,10 +38,13 @@ def main():
         precision = f", label precision {right[accepted].mean():.3f}" if right is not None and accepted.any() else ''
         print(f"{name}: {int(accepted.sum())} accepted{precision}")
     _, info, scan = certified_threshold(evidence)
-    best = scan.loc[scan.precision_lower.idxmax()] if len(scan) else None
     print('certified rule:', json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in info.items()}))
-    if best is not None: print(f"its best threshold {best.threshold:.3f}: {int(best.accepted)} clips, {int(best.valid_errors_above)} validation errors above, "
-                               f"at most {best.wrong_upper:.2f} wrong labels, certified precision {best.precision_lower:.3f}")
+    for row in scan.itertuples():   # the fixed sequence of sets it tested, the last one the first that failed (if any)
+        chosen = evidence.agrees & (evidence.probs.max(1) >= row.threshold)
+        wrong = f", {int((~right[chosen]).sum())} in fact wrong" if right is not None else ''
+        print(f"  threshold {row.threshold:.3f}: {row.accepted} clips, {row.disagreeing} confident disagreements, {row.valid_errors_above} of "
+              f"{row.valid_above} validation clips above it wrong (e_U {row.error_upper:.3f}), at most {row.wrong_upper:.2f} wrong labels, "
+              f"certified precision {row.precision_lower:.3f}{wrong}")
     errors = evidence.valid_probs.argmax(1) != evidence.valid_targets
     print('most confident validation errors:', np.sort(evidence.valid_probs.max(1)[errors])[::-1][:5].round(3).tolist())
 
