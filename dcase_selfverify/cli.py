@@ -14,8 +14,8 @@ from . import __version__
 from .core import UserError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'USER_ERRORS', 'SELF', 'run', 'demo', 'prepare', 'folds', 'train', 'verify', 'predict', 'evaluate',
-           'submit', 'tag', 'export', 'compare', 'review', 'main', 'console']
+__all__ = ['COMMANDS', 'USER_ERRORS', 'SELF', 'run', 'demo', 'run_summary', 'prepare', 'folds', 'train', 'verify', 'predict',
+           'evaluate', 'submit', 'tag', 'export', 'compare', 'review', 'main', 'console']
 
 # %% ../nbs/10_cli.ipynb #a59675ea
 def _folds(folds:str|None)->list[int]|None:
@@ -28,7 +28,8 @@ def _record_accepted_audit(work:str|Path)->dict:
     "A curator's audit of the accepted clips (`review --audit-accepted`), added to WORK/metrics.json where there is one."
     from dcase_selfverify.core import load_json, save_json
     from dcase_selfverify.review import metrics_entry
-    entry, path = metrics_entry(work), Path(work)/'metrics.json'
+    from dcase_selfverify.work_folder import WorkFolder
+    entry, path = metrics_entry(work), WorkFolder(work).metrics_json
     if entry and path.exists(): save_json(path, {**load_json(path), **entry})
     return entry
 
@@ -55,7 +56,7 @@ def run(data:str,                     # data set folder (Zenodo, Kaggle or gener
     "Features, folds, training, self-verification, ensemble, evaluation and submission for a data set."
     from dcase_selfverify.rules import make_rule
     make_rule(rule, None, target_precision, alpha)   # a wrong rule or setting fails before any work
-    from dcase_selfverify.pipeline import run_pipeline, run_summary
+    from dcase_selfverify.pipeline import run_pipeline
     metrics = run_pipeline(data, out, preset, epochs=epochs, iterations=iterations, finetune_epochs=finetune_epochs, rule=rule, strategy=strategy,
                            corrections=corrections, folds=_folds(folds), target_precision=target_precision, alpha=alpha, device=device,
                            n_workers=workers, seed=seed, progress=not no_progress, compile=compile)
@@ -71,6 +72,25 @@ def demo(out:str='dcase_demo',       # folder for the demo data, work folder and
     from dcase_selfverify.demo import demo_summary, run_demo
     print('\n' + demo_summary(run_demo(out, quick, not no_progress)))
 
+# %% ../nbs/10_cli.ipynb #aa056286
+def run_summary(metrics:dict, # `run_pipeline`'s metrics
+               )->str:        # a few lines for the terminal
+    "The lines `run` ends with: test figures, self-verification per preset, where the files are."
+    lines, test = [], metrics.get('test', {})
+    if 'map3' in test: lines.append(f"test ({test['subset']}, {test['n']} clips): MAP@3 {test['map3']:.4f}, accuracy {test['accuracy']:.4f}")
+    for name, entry in metrics['presets'].items():
+        if 'selfverify' in entry:
+            lines.append(f"{name}: self-verified clips per iteration {[r['n_accepted'] for r in entry['selfverify']]}, kept iteration {entry['best_iteration']}")
+            lines.append(f"{name}: self-verification audit {entry['audit_csv']}")
+    if 'accepted_audit' in metrics:
+        audit = metrics['accepted_audit']
+        lines.append(f"curator's audit of the accepted clips: {audit['errors']} wrong of {audit['checked']} checked, "
+                     f"label precision at least {audit['precision_lower_bound']:.3f} ({audit['confidence']:.0%} confidence)")
+    from dcase_selfverify.work_folder import WorkFolder
+    lines.append(f"metrics: {WorkFolder(metrics['work']).metrics_json}")
+    if 'submission_csv' in metrics: lines.append(f"submission: {metrics['submission_csv']}")
+    return '\n'.join(lines)
+
 # %% ../nbs/10_cli.ipynb #d6c0d01a
 @call_parse
 def prepare(data:str,            # data set folder
@@ -81,8 +101,9 @@ def prepare(data:str,            # data set folder
            ):
     "Extract (or finish extracting) the spectrograms of every training and test clip."
     from dcase_selfverify.pipeline import DEFAULT_PRESETS, open_run, prepare_features
-    prepare_features(open_run(data, out, preset or DEFAULT_PRESETS, n_workers=workers, progress=not no_progress))
-    print(f"features: {Path(out)/'features'}")
+    ctx = open_run(data, out, preset or DEFAULT_PRESETS, n_workers=workers, progress=not no_progress)
+    prepare_features(ctx)
+    print(f"features: {ctx.folder.features('train').parent}")
 
 # %% ../nbs/10_cli.ipynb #fe28dd54
 @call_parse
@@ -97,7 +118,7 @@ def folds(data:str,              # data set folder
     prepare_features(ctx)
     table = prepare_folds(ctx, n_folds)
     print(table.groupby(['fold', 'manually_verified']).size().unstack().rename(columns={False: 'unverified', True: 'verified'}).to_string())
-    print(f"folds: {ctx.work/'folds.csv'}")
+    print(f"folds: {ctx.folder.folds_csv}")
 
 # %% ../nbs/10_cli.ipynb #f99e506a
 @call_parse
@@ -112,7 +133,8 @@ def train(data:str,              # data set folder
           no_progress:store_true=False, # hide progress bars
          ):
     "Train the initial fold models (all clips, mixup), resuming any that were interrupted."
-    from dcase_selfverify.pipeline import run_in_processes, stage_context, train_initial
+    from dcase_selfverify.distributed import run_in_processes
+    from dcase_selfverify.pipeline import stage_context, train_initial
     fold_ids = _folds(folds)
     ctx, table = stage_context(data, out, preset, 'initial', not no_progress, epochs=epochs, device=device, seed=seed)
     fold_ids = fold_ids or sorted(int(f) for f in table.fold.unique())
@@ -121,7 +143,7 @@ def train(data:str,              # data set folder
         run_in_processes([SELF + ['train', data, '--out', out, '--folds', str(fold)] + options for fold in fold_ids], parallel)
     else:
         for p in ctx.presets: train_initial(ctx, table, p, fold_ids)
-    print(f"models: {', '.join(str(ctx.work/p.name) for p in ctx.presets)}")
+    print(f"models: {', '.join(str(ctx.initial_folder(p)) for p in ctx.presets)}")
 
 # %% ../nbs/10_cli.ipynb #1e01a19a
 @call_parse
@@ -143,13 +165,13 @@ def verify(data:str,             # data set folder
     "Iterative self-verification of the trained fold models (trains missing initial models first)."
     from dcase_selfverify.rules import make_rule
     make_rule(rule, None, target_precision, alpha)   # a wrong rule or setting fails before any work
-    from dcase_selfverify.pipeline import selfverify_folder, stage_context, train_preset
+    from dcase_selfverify.pipeline import stage_context, train_preset
     ctx, table = stage_context(data, out, preset, 'selfverify', not no_progress, epochs=epochs, finetune_epochs=finetune_epochs,
                         iterations=iterations, rule=rule, device=device, seed=seed,
                         corrections=corrections, target_precision=target_precision, alpha=alpha, strategy=strategy)
     for p in ctx.presets:
-        result = train_preset(ctx, table, p)['selfverify']
-        if result: print(f"{p.name}: kept iteration {result['best_iteration']}; audit {selfverify_folder(ctx, p)/'audit.csv'}")
+        result = train_preset(ctx, table, p).selfverify
+        if result: print(f"{p.name}: kept iteration {result.best_iteration}; audit {ctx.selfverify_folder(p)/'audit.csv'}")
     if (audit := _record_accepted_audit(out)): print(f"curator's audit of the accepted clips: precision at least {audit['accepted_audit']['precision_lower_bound']:.3f}")
 
 # %% ../nbs/10_cli.ipynb #56c22651
@@ -164,7 +186,7 @@ def predict(data:str,            # data set folder
     ctx, table = stage_context(data, out, preset, progress=False, device=device)
     if ctx.ds.test is None: raise UserError(f"{data} has no test split")
     predict_test(ctx, final_members(ctx, table))
-    print(f"predictions: {ctx.work/'predictions.csv'}\nsubmission: {ctx.work/'submission.csv'}")
+    print(f"predictions: {ctx.folder.predictions_csv}\nsubmission: {ctx.folder.submission_csv}")
 
 # %% ../nbs/10_cli.ipynb #c54ac962
 @call_parse
@@ -175,9 +197,10 @@ def evaluate(data:str,           # data set folder
     from dcase_selfverify.core import find_dataset, save_json
     from dcase_selfverify.evaluation import evaluate_test
     from dcase_selfverify.pipeline import read_predictions
+    from dcase_selfverify.work_folder import WorkFolder
     ds, work = find_dataset(data), Path(out)
     scores = evaluate_test(read_predictions(ds, work)[list(ds.classes)].to_numpy(), ds.test, ds.classes)
-    save_json(work/'test_scores.json', scores)
+    save_json(WorkFolder(work).test_scores_json, scores)
     for subset, s in scores.items(): print(f"{subset:8s} MAP@3 {s['map3']:.4f}  accuracy {s['accuracy']:.4f}  ({s['n']} clips)")
 
 # %% ../nbs/10_cli.ipynb #3765495f
@@ -190,9 +213,10 @@ def submit(data:str,             # data set folder
     from dcase_selfverify.core import find_dataset
     from dcase_selfverify.evaluation import write_submission
     from dcase_selfverify.pipeline import read_predictions
+    from dcase_selfverify.work_folder import WorkFolder
     ds, work = find_dataset(data), Path(out)
     predictions = read_predictions(ds, work)
-    path = Path(path) if path else work/'submission.csv'
+    path = Path(path) if path else WorkFolder(work).submission_csv
     write_submission(predictions[list(ds.classes)].to_numpy(), predictions.fname, ds.classes, path)
     print(f"submission: {path}")
 
@@ -231,20 +255,21 @@ def export(out:str='work',       # work folder with trained models
            onnx:store_true=False, # also write one ONNX file per fold model, checked against PyTorch
           ):
     "Write the trained ensemble as one folder that `tag` and Python code load without the training data."
-    from dcase_selfverify.core import load_json
     from dcase_selfverify.folds import load_folds
-    from dcase_selfverify.pipeline import export_members, final_members, open_run, recorded_presets
-    work = Path(out)
-    ctx = open_run(load_json(work/'run.json')['data'], work, recorded_presets(work, preset.split(',') if preset else None), progress=False)
-    members = final_members(ctx, load_folds(work/'folds.csv'))
+    from dcase_selfverify.pipeline import export_members, final_members, open_run
+    from dcase_selfverify.work_folder import WorkFolder
+    folder = WorkFolder(out)
+    presets = folder.recorded_presets(preset.split(',') if preset else None)
+    ctx = open_run(folder.read_run()['data'], folder.root, presets, progress=False)
+    members = final_members(ctx, load_folds(folder.folds_csv))
     print(f"exported: {export_members(members, ctx.ds.classes, dest, format)}")
     if onnx:
         from dcase_selfverify.model import load_model
         from dcase_selfverify.tagging import check_onnx, export_onnx
         for m in members:
-            for fold, checkpoint in sorted(m['final'].items()):
-                net = load_model(checkpoint, m['preset'], len(ctx.ds.classes))
-                path = export_onnx(net, Path(dest)/f"{m['preset'].name}_fold{fold}.onnx")
+            for fold, checkpoint in sorted(m.final.items()):
+                net = load_model(checkpoint, m.preset, len(ctx.ds.classes))
+                path = export_onnx(net, Path(dest)/f"{m.preset.name}_fold{fold}.onnx")
                 print(f"onnx: {path} (max difference to PyTorch {check_onnx(net, path):.2e})")
 
 # %% ../nbs/10_cli.ipynb #fba92c3c
@@ -272,11 +297,12 @@ def compare(data:str,                 # data set folder
     if seeds < 1: raise UserError(f"--seeds must be at least 1, not {seeds}")
     from dcase_selfverify.compare import compare_strategies, demo_truth
     from dcase_selfverify.pipeline import adjust_presets
+    from dcase_selfverify.work_folder import WorkFolder
     table = compare_strategies(data, out, adjust_presets([preset], epochs)[0], names, rule_names, not no_controls, seeds, demo_truth(data),
                                target_precision, alpha, finished_only, device=device, seed=seed, progress=not no_progress)
     columns = ['row', 'judged', 'seeds', 'valid_accuracy', 'valid_accuracy_sd', 'd_valid_accuracy', 'd_valid_accuracy_sd', 'test_accuracy', 'n_trusted', 'label_precision']
     print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
-    print(f"comparison: {Path(out)/'comparison.csv'}")
+    print(f"comparison: {WorkFolder(out).comparison_file()}")
 
 # %% ../nbs/10_cli.ipynb #a6d2131e
 @call_parse

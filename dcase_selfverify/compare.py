@@ -18,8 +18,8 @@ from .model import load_model
 from .selfverify import validation_scores
 from .evaluation import evaluate_test, fill_failed
 from .training import fold_data
-from .pipeline import (PipelineError, RunContext, adjust_presets, ensemble_test, headline_scores, initial_folder, open_run,
-                                       prepare_features, prepare_folds, record_settings, train_initial, train_preset)
+from .pipeline import (PipelineError, RunContext, TrainedPreset, adjust_presets, ensemble_test, headline_scores, open_run,
+                                       prepare_features, prepare_folds, train_initial, train_preset)
 
 # %% auto #0
 __all__ = ['DEFAULT_COMPARISON', 'ComparisonRow', 'comparison_rows', 'demo_truth', 'row_finished', 'measure_row', 'summarize',
@@ -56,7 +56,7 @@ def demo_truth(data:str|Path, # a data set folder
     return pd.read_csv(path, usecols=['fname', 'true_label'], keep_default_na=False) if path.is_file() else None
 
 # %% ../nbs/08a_compare.ipynb #d09a3f1b
-def _row_record(ctx:RunContext, row:ComparisonRow)->Path: return ctx.models/'comparison'/f'{row.name}.json'
+def _row_record(ctx:RunContext, row:ComparisonRow)->Path: return ctx.folder.comparison_record(row.name)
 
 # %% ../nbs/08a_compare.ipynb #781564d1
 def row_finished(ctx:RunContext, # the run of this row and seed
@@ -64,7 +64,7 @@ def row_finished(ctx:RunContext, # the run of this row and seed
                  row:ComparisonRow, # the row
                 )->bool:         # whether its initial training and self-verification have both finished
     "Whether `measure_row` would find everything trained (each step writes its time when it finishes)."
-    return (initial_folder(ctx, preset)/'initial_seconds.json').exists() and _row_record(ctx, row).exists()
+    return ctx.folder.initial_seconds(preset, ctx.strategy.variant).exists() and _row_record(ctx, row).exists()
 
 # %% ../nbs/08a_compare.ipynb #4d4b6437
 def _timed(record:Path, work:Callable)->tuple:
@@ -86,7 +86,7 @@ def _initial_scores(ctx:RunContext, folds:pd.DataFrame, preset:Preset, checkpoin
 def _test_scores(ctx:RunContext, preset:Preset, checkpoints:dict)->dict:
     "Test MAP@3 and accuracy of the fold ensemble `checkpoints` where the test set has labels."
     if ctx.ds.test is None or not ctx.ds.test.label.notna().any(): return {}
-    probs, usable = ensemble_test(ctx, [{'preset': preset, 'final': checkpoints}])
+    probs, usable = ensemble_test(ctx, [TrainedPreset(preset, checkpoints)])
     scores = headline_scores(evaluate_test(fill_failed(probs, ~usable, np.full(len(ctx.ds.classes), 1.0)), ctx.ds.test, ctx.ds.classes))
     return {'test_map3': scores['map3'], 'test_accuracy': scores['accuracy']}
 
@@ -95,8 +95,8 @@ def _trusted_by_iteration(folds:pd.DataFrame, strategy:Strategy, result:dict|Non
     "Per iteration: unverified clips the models last trained on (0: the initial training's), and their label precision."
     unverified = folds[~folds.manually_verified.astype(bool)].set_index('fname').label
     trusted = {0: unverified.index if strategy.train_on == 'all' else unverified.index[:0]}
-    if result is not None and len(result['audit']):
-        for iteration, decisions in result['audit'].groupby('iteration'):
+    if result is not None and len(result.audit):
+        for iteration, decisions in result.audit.groupby('iteration'):
             trusted[int(iteration)] = pd.Index(decisions.fname[decisions.accepted.astype(bool)])
     rows = []
     for iteration, names in sorted(trusted.items()):
@@ -112,15 +112,16 @@ def measure_row(ctx:RunContext,          # the run of this row and seed (its str
                 truth:pd.Series|None=None, # true label by fname (the demo data's truth), for label precision
                )->dict:                  # 'folds', 'iterations' and 'test' tables of this row and seed, and its seconds
     "Train (or resume) one row for one seed and read its figures."
-    initial, initial_seconds = _timed(initial_folder(ctx, preset)/'initial_seconds.json', lambda: train_initial(ctx, folds, preset))
+    initial, initial_seconds = _timed(ctx.folder.initial_seconds(preset, ctx.strategy.variant), lambda: train_initial(ctx, folds, preset))
     member, more_seconds = _timed(_row_record(ctx, row), lambda: train_preset(ctx, folds, preset, initial=initial))
-    result = member['selfverify']
+    result = member.selfverify
     if result is None: fold_scores, stages = _initial_scores(ctx, folds, preset, initial), {'initial': 0}
     else:
-        fold_scores = result['table'][['iteration', 'fold', 'valid_loss', 'accuracy', 'map3']]
-        stages = {'iteration 0': 0, 'last': int(result['table'].iteration.max()), 'kept': int(result['best_iteration'])}
-    checkpoints = result['iteration_checkpoints'] if result else {0: initial}
-    test = pd.DataFrame([{'stage': stage, 'iteration': it, **_test_scores(ctx, preset, checkpoints[it])} for stage, it in stages.items()])
+        fold_scores = result.table[['iteration', 'fold', 'valid_loss', 'accuracy', 'map3']]
+        stages = {'iteration 0': 0, 'last': int(result.table.iteration.max()), 'kept': int(result.best_iteration)}
+    checkpoints = result.iteration_checkpoints if result else {0: initial}
+    scores = {it: _test_scores(ctx, preset, checkpoints[it]) for it in sorted(set(stages.values()))}   # each iteration predicted once
+    test = pd.DataFrame([{'stage': stage, 'iteration': it, **scores[it]} for stage, it in stages.items()])
     per_fold = pd.concat([fold_scores[fold_scores.iteration == it].assign(stage=stage) for stage, it in stages.items()], ignore_index=True)
     iterations = fold_scores.groupby('iteration')[['valid_loss', 'accuracy', 'map3']].mean().reset_index().merge(
         _trusted_by_iteration(folds, ctx.strategy, result, truth), on='iteration', how='left')
@@ -163,7 +164,7 @@ def summarize(folds:pd.DataFrame,      # row, seed, stage, iteration, fold, vali
     base_test = test[(test.row == baseline) & (test.stage == base_stage)] if base_stage else None
     lines = []
     for row in rows:
-        judged = 'initial' if row.judged == 'initial' else row.judged
+        judged = row.judged
         row_folds, row_test = folds[(folds.row == row.name) & (folds.stage == judged)], test[(test.row == row.name) & (test.stage == judged)]
         line = {'row': row.name, 'rule': row.rule or '-', 'judged': judged, 'selected_on_validation': judged == 'kept',
                 'seeds': row_folds.seed.nunique(), **_stage_figures(row_folds, row_test)}
@@ -201,7 +202,7 @@ def compare_strategies(data:str|Path,                    # data set folder
     preset = adjust_presets([preset])[0]
     base = open_run(data, work, [preset], device=device, seed=seed, progress=progress, log=log,
                     target_precision=target_precision, alpha=alpha)
-    record_settings(base.work, {'seed': seed, 'compare preset': preset.to_dict()})
+    base.folder.record({'seed': seed, 'compare preset': preset.to_dict()})
     prepare_features(base)
     folds = prepare_folds(base)
     true_label = truth.set_index('fname').true_label if truth is not None else None
@@ -217,15 +218,15 @@ def compare_strategies(data:str|Path,                    # data set folder
             measured = measure_row(ctx, folds, preset, row, true_label)
             for name in ('folds', 'iterations', 'test'): tables[name].append(measured[name].assign(row=row.name, seed=run_seed))
             tables['seconds'].append(pd.DataFrame([{'row': row.name, 'seed': run_seed, 'seconds': measured['seconds']}]))
-            judged = measured['folds'][measured['folds'].stage == ('initial' if row.judged == 'initial' else row.judged)]
+            judged = measured['folds'][measured['folds'].stage == row.judged]
             log(f"compare seed {run_seed}: {row.name}: valid accuracy {judged.accuracy.mean():.3f} ({row.judged})")
         if not tables['folds']: continue
         long = {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
-        for name in ('folds', 'iterations', 'test'): save_csv(base.work/f'comparison_{name}.csv', long[name])
+        for name in ('folds', 'iterations', 'test'): save_csv(base.folder.comparison_file(name), long[name])
         summary = summarize(long['folds'], long['test'], long['iterations'], [r for r in rows if r.name in set(long['folds'].row)], long['seconds'])
-        save_csv(base.work/'comparison.csv', summary)
+        save_csv(base.folder.comparison_file(), summary)
     if not tables['folds']: raise PipelineError(f"No row of the comparison in {base.work} has finished training yet")
-    plot_comparison(summary, long['iterations']).savefig(base.work/'comparison.png', dpi=100)
+    plot_comparison(summary, long['iterations']).savefig(base.folder.comparison_file(suffix='.png'), dpi=100)
     return summary
 
 # %% ../nbs/08a_compare.ipynb #8ceeab28

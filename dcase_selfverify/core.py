@@ -15,8 +15,9 @@ import pandas as pd
 # %% auto #0
 __all__ = ['FSD_CLASSES', 'PRESETS', 'AUDIO_SUFFIXES', 'KAGGLE_INPUT', 'UserError', 'normalize_label', 'LabelError',
            'class_index', 'label_indices', 'Preset', 'PresetError', 'get_preset', 'atomic_write', 'save_array',
-           'save_json', 'load_json', 'save_csv', 'atomic_folder', 'DatasetError', 'read_csv_table', 'read_train_csv',
-           'read_test_csv', 'AudioDataset', 'find_dataset', 'map_at_3', 'default_device', 'seed_everything']
+           'save_json', 'load_json', 'save_csv', 'atomic_folder', 'feature_cache_folder', 'feature_file',
+           'DatasetError', 'read_csv_table', 'read_train_csv', 'read_test_csv', 'AudioDataset', 'find_dataset',
+           'map_at_3', 'default_device', 'seed_everything']
 
 # %% ../nbs/00_core.ipynb #1bc9707d
 class UserError(Exception):
@@ -191,6 +192,20 @@ def atomic_folder(path:str|Path, # the folder to create or replace
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+# %% ../nbs/00_core.ipynb #74ddbb99
+def feature_cache_folder(cache_dir:str|Path, # a feature cache (the work folder's `features/<split>`)
+                         version:int,        # spectrogram version
+                        )->Path:             # the folder of that version's spectrograms (and their `summary.csv`)
+    "Where one spectrogram version lives in a feature cache."
+    return Path(cache_dir)/f'v{version}'
+
+# %% ../nbs/00_core.ipynb #5c3677b5
+def feature_file(cache_folder:Path, # a version's folder (`feature_cache_folder`)
+                 fname:str,         # the clip's file name
+                )->Path:            # its spectrogram file
+    "One clip's spectrogram file."
+    return Path(cache_folder)/f'{fname}.npy'
 
 # %% ../nbs/00_core.ipynb #9aa5dc65
 class DatasetError(UserError, ValueError):

@@ -15,14 +15,13 @@ try: import fcntl                                  # POSIX file locks; absent on
 except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['DECISION_COLUMNS', 'DECISIONS', 'REQUIRED_COLUMNS', 'DECISIONS_FILE', 'read_corrections', 'apply_corrections',
-           'decisions_lock', 'record_decision']
+__all__ = ['DECISION_COLUMNS', 'DECISIONS', 'REQUIRED_COLUMNS', 'read_corrections', 'apply_corrections', 'decisions_lock',
+           'record_decision']
 
 # %% ../nbs/02a_corrections.ipynb #091a8e37
 DECISION_COLUMNS = ('clip', 'given_label', 'decision', 'new_label', 'suggested_label', 'confidence', 'preset', 'time')
 DECISIONS = ('keep', 'relabel', 'drop', 'skip')
 REQUIRED_COLUMNS = ('clip', 'decision', 'new_label')   # the others are information for the reader
-DECISIONS_FILE = Path('review')/'decisions.csv'         # where the review page writes, below the work folder
 
 # %% ../nbs/02a_corrections.ipynb #2f4637cc
 def _empty_decisions()->pd.DataFrame:

@@ -15,6 +15,7 @@ from .selfverify import label_audit
 from .evaluation import confusion, per_class_report, plot_confusion, plot_per_class_f1
 from .pipeline import read_predictions, run_pipeline
 from .training import still_improving
+from .work_folder import WorkFolder
 
 # %% auto #0
 __all__ = ['DEMO_SETTINGS', 'demo_preset', 'selfverify_precision', 'training_curves', 'write_demo_report', 'run_demo',
@@ -37,7 +38,7 @@ def selfverify_precision(work:str|Path,      # work folder of a run
     "Per iteration: clips self-verified and the share whose given label is the true one, against all candidates."
     true_of = truth.set_index('fname').true_label
     rows = []
-    for path in sorted((Path(work)/preset_name/'selfverify').glob('decisions_*.csv')):
+    for path in sorted(WorkFolder(work).selfverify(preset_name).glob('decisions_*.csv')):
         decisions = pd.read_csv(path)
         correct = decisions.given_label.to_numpy() == decisions.fname.map(true_of).to_numpy()
         accepted = decisions.accepted.astype(bool).to_numpy()
@@ -68,7 +69,7 @@ def training_curves(work:Path,        # work folder of a run
                     preset_name:str,  # which preset's initial fold models
                    )->pd.DataFrame:   # every fold's epochs: fold, epoch, valid_loss, accuracy, map3, ...
     "The initial training's epoch histories of all folds of a preset, from their `history.csv`."
-    paths = sorted((Path(work)/preset_name).glob('fold_*/history.csv'))
+    paths = sorted(WorkFolder(work).initial(preset_name).glob('fold_*/history.csv'))
     return pd.concat([pd.read_csv(p).assign(fold=int(p.parent.name.removeprefix('fold_'))) for p in paths], ignore_index=True) if paths else pd.DataFrame()
 
 def _plot_training_curves(curves:pd.DataFrame, path:Path):
@@ -92,7 +93,7 @@ def _plot_silence_clipping(work:Path, data:Path, path:Path):
     "Spectrogram of the demo clip that silence clipping shortens most, before and after."
     import matplotlib.pyplot as plt
     from dcase_selfverify.preprocessing import load_audio, clip_silence, spectrogram
-    summary = pd.read_csv(work/'features'/'train'/'v1'/'summary.csv')
+    summary = pd.read_csv(WorkFolder(work).feature_summary('train', 1))
     summary = summary[(summary.status == 'ok') & (summary.seconds < 10)]
     row = summary.loc[(summary.seconds - summary.clipped_seconds).idxmax()]
     signal = load_audio(find_dataset(data).train.set_index('fname').path[row.fname])
@@ -139,7 +140,7 @@ def _selfverify_section(work:Path, name:str, entry:dict, truth:pd.DataFrame, rep
         shares = [f"{p.precision_accepted:.3f}", f"{p.precision_unverified:.3f}"] if p is not None else ['-', '-']
         lines.append(f"| {r['iteration']} | {r['n_accepted']} | {shares[0]} | {shares[1]} | {r['valid_loss']:.4f} | {r['accuracy']:.3f} | {r['map3']:.3f} |")
     _plot_selfverify(precision, rows, report/'selfverify_precision.png')
-    decisions = sorted((work/name/'selfverify').glob('decisions_*.csv'))
+    decisions = sorted(WorkFolder(work).selfverify(name).glob('decisions_*.csv'))
     if decisions:
         audit = label_audit(pd.read_csv(decisions[-1]))
         wrong = int((audit.given_label.to_numpy() != audit['clip'].map(truth.set_index('fname').true_label).to_numpy()).sum())

@@ -6,12 +6,12 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/distributed.html.md"""
 
 # %% ../nbs/04a_distributed.ipynb #6bb9e100
 from __future__ import annotations
-import contextlib, math, os, warnings
+import contextlib, math, os, subprocess, time, warnings
 from typing import Callable, Sequence
 
 # %% auto #0
 __all__ = ['ExcerptDistributedDL', 'ExcerptDistributedTrainer', 'DistributedError', 'excerpt_distrib_ctx', 'init_distributed',
-           'train_fold_distributed', 'main']
+           'train_fold_distributed', 'main', 'ProcessError', 'run_in_processes']
 
 # %% ../nbs/04a_distributed.ipynb #b4bc6019
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  # raised inside fastai's imports on torch>=2.10
@@ -241,3 +241,27 @@ def main(specs:str=None,          # `.npy` spectrograms (clips, bins, frames), r
                                progress, compile, sync)
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
+
+# %% ../nbs/04a_distributed.ipynb #fdf4e6e4
+class ProcessError(UserError, RuntimeError):
+    "A command run side by side with others failed; rerunning the same command resumes it."
+
+# %% ../nbs/04a_distributed.ipynb #d3e0503c
+def run_in_processes(commands:Sequence[Sequence[str]], # one command line per process
+                     parallel:int,                     # processes at a time
+                    ):
+    "Run `commands` as processes, `parallel` at a time, each on a GPU of its own where there are GPUs; fail if any fails."
+    free_gpus = list(range(torch.cuda.device_count()))
+    pending, running, failures = list(enumerate(commands)), [], []
+    while pending or running:
+        while pending and len(running) < parallel:
+            number, command = pending.pop(0)
+            gpu, env = (free_gpus.pop(0) if free_gpus else None), dict(os.environ)
+            if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
+            running.append((number, gpu, subprocess.Popen(list(command), env=env)))
+        time.sleep(0.5)
+        for job in [job for job in running if job[2].poll() is not None]:
+            running.remove(job)
+            if job[1] is not None: free_gpus.append(job[1])
+            if job[2].returncode: failures.append(' '.join(commands[job[0]]))
+    if failures: raise ProcessError(f"{len(failures)} process(es) failed (e.g. {failures[0]}); rerun the same command to resume")

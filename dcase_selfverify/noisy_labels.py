@@ -215,6 +215,11 @@ class Strategy:
         "Whether the training batches must carry verified flags (the loss tells the parts apart)."
         return self.loss is not None
 
+    @property
+    def variant(self)->str:
+        "The name its initial models go under (`work_folder.WorkFolder.initial`): '' for plain training on all clips, else its name without '+selfverify'."
+        return '' if self.train_on == 'all' and self.loss is None else self.name.removesuffix(SELFVERIFY_SUFFIX)
+
     def make_loss(self)->nn.Module|None:
         "A fresh loss module for one training run, or None for plain cross-entropy."
         return None if self.loss is None else self.loss()

@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/pipeline.html.md"""
 
 # %% ../nbs/07_pipeline.ipynb #1da060b3
 from __future__ import annotations
-import dataclasses, hashlib, os, subprocess, time, warnings
+import dataclasses, hashlib, time, warnings
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
@@ -18,18 +18,18 @@ from .preprocessing import extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
 from .corrections import apply_corrections, read_corrections
 from .model import load_model, predict
-from .rules import DEFAULT_RULE, SelectionRule, check_rule, make_rule
-from .selfverify import self_verify
-from .noisy_labels import DEFAULT_STRATEGY, SELFVERIFY_SUFFIX, Strategy, strategy as get_strategy
+from .rules import DEFAULT_RULE, SelectionRule, make_rule
+from .selfverify import SelfVerifyResult, self_verify
+from .noisy_labels import DEFAULT_STRATEGY, Strategy, strategy as get_strategy
 from .evaluation import ensemble_predict, evaluate_test, fill_failed, write_submission
 from .training import fold_data, release_learner, scaled_constant_epochs, still_improving, train_fold
+from .work_folder import WorkFolder
 
 # %% auto #0
-__all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'record_settings', 'adjust_presets', 'record_presets',
-           'recorded_presets', 'RunContext', 'open_run', 'prepare_features', 'usable_mask', 'prepare_folds',
-           'train_initial', 'train_preset', 'final_members', 'stage_context', 'run_in_processes', 'initial_folder',
-           'selfverify_folder', 'ensemble_test', 'predict_test', 'read_predictions', 'headline_scores',
-           'export_members', 'run_pipeline', 'run_summary']
+__all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'adjust_presets', 'RunContext', 'open_run', 'prepare_features',
+           'usable_mask', 'prepare_folds', 'train_initial', 'TrainedPreset', 'train_preset', 'final_members',
+           'stage_context', 'ensemble_test', 'predict_test', 'read_predictions', 'headline_scores', 'export_members',
+           'run_pipeline']
 
 # %% ../nbs/07_pipeline.ipynb #627665e4
 class PipelineError(UserError, RuntimeError):
@@ -49,24 +49,7 @@ def check_presets(names:str|Sequence[str|Preset], # preset names (comma-separate
     if not presets: raise PipelineError("No preset given")
     return presets
 
-# %% ../nbs/07_pipeline.ipynb #e7b02854
-def record_settings(work:Path, # work folder
-                    settings:dict, # settings that change results
-                   ):
-    "Record `settings` in `work/run.json`, or refuse when the folder was made with different ones."
-    path = work/'run.json'
-    if path.exists():
-        before = load_json(path)
-        changed = {k: (before.get(k), v) for k, v in settings.items() if k in before and before[k] != v}
-        if changed:
-            raise PipelineError(f"{work} was made with other settings ({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in changed.items())}); "
-                                f"use a new --out folder or the original settings")
-        settings = {**before, **settings}
-    save_json(path, settings)
-
 # %% ../nbs/07_pipeline.ipynb #32f59879
-_SELFVERIFY_FIELDS = ('finetune_lr', 'finetune_epochs', 'finetune_constant_epochs', 'sv_iterations', 'sv_excerpts', 'sv_threshold', 'sv_per_class')
-
 def adjust_presets(presets:Sequence[str|Preset], # preset names or presets
                    epochs:int|None=None,          # initial training epochs (the constant part scales along)
                    finetune_epochs:int|None=None, # epochs per self-verification round
@@ -82,32 +65,10 @@ def adjust_presets(presets:Sequence[str|Preset], # preset names or presets
         adjusted.append(preset)
     return adjusted
 
-# %% ../nbs/07_pipeline.ipynb #ea69fa16
-def record_presets(work:Path, presets:Sequence[Preset], selfverify:bool, **settings):
-    "Check and record the initial-training (and self-verification) settings of `presets` in `work/run.json`."
-    recorded = dict(settings)
-    for preset in presets:
-        fields = preset.to_dict()
-        recorded[f'{preset.name} initial training'] = {k: v for k, v in fields.items() if k not in _SELFVERIFY_FIELDS}
-        if selfverify: recorded[f'{preset.name} self-verification'] = {k: fields[k] for k in _SELFVERIFY_FIELDS}
-    record_settings(work, recorded)
-    run = load_json(work/'run.json')
-    save_json(work/'run.json', {**run, 'presets': [p.to_dict() for p in presets]})
-
-# %% ../nbs/07_pipeline.ipynb #353a34a4
-def recorded_presets(work:Path, names:Sequence[str]|None=None)->list[Preset]:
-    "The presets last trained in `work` (optionally only `names`)."
-    if not (work/'run.json').exists() or 'presets' not in load_json(work/'run.json'):
-        raise PipelineError(f"{work} holds no trained models (no presets in run.json)")
-    presets = [Preset(**p) for p in load_json(work/'run.json')['presets']]
-    if names: presets = [p for p in presets if p.name in names]
-    if not presets: raise PipelineError(f"none of the presets {list(names)} was trained in {work}")
-    return presets
-
 # %% ../nbs/07_pipeline.ipynb #5bca3a40
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RunContext:
-    "What every stage of one run needs."
+    "What every stage of one run needs; a value: a run with other settings is a new context (`dataclasses.replace`)."
     ds:AudioDataset                  # the data set (`core.find_dataset`)
     work:Path                        # the work folder
     presets:list                     # the presets (models of the ensemble)
@@ -122,20 +83,29 @@ class RunContext:
     strategy:str|Strategy=DEFAULT_STRATEGY # noisy-label strategy (`noisy_labels.STRATEGIES`)
     compile:bool=False               # torch.compile the networks for the initial training (GPU)
     n_workers:int|None=None          # feature extraction processes
-    summaries:dict=dataclasses.field(default_factory=dict) # feature summaries: {split: {version: summary}}
+    summaries:dict=dataclasses.field(default_factory=dict) # feature summaries: {split: {version: summary}} (`prepare_features` fills it)
+    _cache:dict=dataclasses.field(default_factory=dict, init=False, repr=False, compare=False) # the spectrograms last loaded
 
     def __post_init__(self):
-        self.work, self.device, self.strategy = Path(self.work), self.device or default_device(), get_strategy(self.strategy)
-        self.rule = make_rule(self.rule, None, self.target_precision, self.alpha).name   # checks the name and the settings
-        self._cached = (None, None)
+        for name, value in (('work', Path(self.work)), ('device', self.device or default_device()), ('strategy', get_strategy(self.strategy)),
+                            ('rule', make_rule(self.rule, None, self.target_precision, self.alpha).name)):   # checks the rule and its settings
+            object.__setattr__(self, name, value)
 
     @property
     def versions(self)->list[int]: return sorted({p.version for p in self.presets})
 
     @property
-    def models(self)->Path:
-        "Where this run's models go: the work folder, or its `run_name` sub-folder."
-        return self.work/self.run_name if self.run_name else self.work
+    def folder(self)->WorkFolder:
+        "The work folder's layout, for this run's models."
+        return WorkFolder(self.work, self.run_name)
+
+    def initial_folder(self, preset:Preset)->Path:
+        "Where a preset's initial fold models are under the run's strategy."
+        return self.folder.initial(preset, self.strategy.variant)
+
+    def selfverify_folder(self, preset:Preset, rule:str|None=None)->Path:
+        "Where a preset's self-verification with `rule` (default: the run's) is."
+        return self.folder.selfverify(preset, rule or self.rule, self.strategy.variant)
 
     def selection_rule(self, preset:Preset)->SelectionRule:
         "The run's selection rule with its settings (the paper's threshold and cap come from `preset`)."
@@ -144,11 +114,11 @@ class RunContext:
     def spectrograms(self, split:str, fnames:Sequence[str], preset:Preset)->torch.Tensor:
         "The (clips, bins, frames) spectrograms of `fnames`, on the run's device, loaded once per version and length."
         key = (split, tuple(fnames), preset.version, preset.n_frames)
-        if self._cached[0] != key:
-            self._cached = (None, None)    # free the previous tensor before loading the next
-            specs = torch.from_numpy(load_features(self.work/'features'/split, fnames, preset.version, preset.n_frames))
-            self._cached = (key, specs.to(self.device) if str(self.device).startswith('cuda') else specs)
-        return self._cached[1]
+        if self._cache.get('key') != key:
+            self._cache.clear()    # free the previous tensor before loading the next
+            specs = torch.from_numpy(load_features(self.folder.features(split), fnames, preset.version, preset.n_frames))
+            self._cache.update(key=key, tensor=specs.to(self.device) if str(self.device).startswith('cuda') else specs)
+        return self._cache['tensor']
 
 # %% ../nbs/07_pipeline.ipynb #7e457d43
 def open_run(data:str|Path,               # data set folder (Zenodo, Kaggle or generic layout)
@@ -158,30 +128,31 @@ def open_run(data:str|Path,               # data set folder (Zenodo, Kaggle or g
              **settings,                  # other `RunContext` fields
             )->RunContext:
     "Find the data set, apply label corrections (those given, else those the work folder was made with), check the work folder."
-    ds, work = find_dataset(data), Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    record_settings(work, {'data': str(Path(data).resolve())})
-    recorded = load_json(work/'run.json').get('corrections', {}) if (work/'run.json').exists() else {}
+    ds, folder = find_dataset(data), WorkFolder(work)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    folder.record({'data': str(Path(data).resolve())})
+    recorded = folder.read_run().get('corrections', {})
     corrections = corrections if corrections is not None else recorded.get('file')   # later stages reapply the run's corrections
     if corrections is not None:
         if not Path(corrections).is_file(): raise PipelineError(f"Corrections file not found: {corrections}")
         ds.train, report = apply_corrections(ds.train, read_corrections(corrections, ds.classes))
         digest = hashlib.sha256(Path(corrections).read_bytes()).hexdigest()
-        record_settings(work, {'corrections': {'file': str(Path(corrections).resolve()), 'sha256': digest}})
-        save_json(work/'corrections.json', report)
-    return RunContext(ds, work, check_presets(presets), **settings)
+        folder.record({'corrections': {'file': str(Path(corrections).resolve()), 'sha256': digest}})
+        save_json(folder.corrections_json, report)
+    return RunContext(ds, folder.root, check_presets(presets), **settings)
 
 # %% ../nbs/07_pipeline.ipynb #8bf942d4
 def prepare_features(ctx:RunContext, # the run
                     )->dict:         # {'train': {version: summary}, 'test': {version: summary}}, also kept in `ctx.summaries`
     "Extract (or finish extracting) the spectrograms of the training and test clips."
-    ctx.summaries = {'train': {}, 'test': {}}
+    ctx.summaries.clear()
+    ctx.summaries.update(train={}, test={})
     for split, table in (('train', ctx.ds.train), ('test', ctx.ds.test)):
         if table is None or not len(table): continue
         for version in ctx.versions:
             with warnings.catch_warnings(record=True):   # failures are logged below, clip by clip
                 warnings.simplefilter('always')
-                summary = extract_features(table, ctx.work/'features'/split, version, n_workers=ctx.n_workers, progress=ctx.progress)
+                summary = extract_features(table, ctx.folder.features(split), version, n_workers=ctx.n_workers, progress=ctx.progress)
             ctx.summaries[split][version] = summary
             counts = summary.status.value_counts().to_dict()
             ctx.log(f"features v{version} {split}: {len(summary)} clips ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
@@ -206,7 +177,7 @@ def prepare_folds(ctx:RunContext,   # the run, after `prepare_features`
                  )->pd.DataFrame:   # the usable training clips in fold order, with a `fold` column
     "Make the folds once and reuse them afterwards."
     train = ctx.ds.train[usable_mask(ctx, 'train')].reset_index(drop=True)
-    path = ctx.work/'folds.csv'
+    path = ctx.folder.folds_csv
     if path.exists():
         try: return load_folds(path, train)
         except ValueError as e: raise PipelineError(f"{e}; use a new --out folder for this data set") from None
@@ -226,7 +197,7 @@ def train_initial(ctx:RunContext,                   # the run
     train_mask = folds.manually_verified.to_numpy(bool) if ctx.strategy.train_on == 'verified' else None
     initial, best_epochs = {}, []
     for fold in fold_ids:
-        folder, started = initial_folder(ctx, preset)/f'fold_{fold}', time.time()
+        folder, started = ctx.folder.fold(preset, fold, ctx.strategy.variant), time.time()
         data = fold_data(specs, folds, fold, ctx.ds.classes, train_mask=train_mask)
         learn = train_fold(data, preset, folder, device=ctx.device, seed=1000 * ctx.seed + fold, progress=ctx.progress, compile=ctx.compile,
                            loss_func=ctx.strategy.make_loss())
@@ -239,6 +210,15 @@ def train_initial(ctx:RunContext,                   # the run
     if (warning := still_improving(best_epochs, preset.epochs)): ctx.log(f"{preset.name}: {warning}")
     return initial
 
+# %% ../nbs/07_pipeline.ipynb #4644d2a5
+@dataclasses.dataclass(frozen=True)
+class TrainedPreset:
+    "One preset's trained fold models: the kept checkpoints, and how they came about when this process trained them."
+    preset:Preset                              # the network and its settings
+    final:dict[int, Path]                      # fold -> kept checkpoint (self-verification's choice, else the initial model)
+    initial:dict[int, Path]|None = None        # fold -> initial checkpoint (None when read back from disk)
+    selfverify:SelfVerifyResult|None = None    # self-verification's result, where it ran in this process
+
 # %% ../nbs/07_pipeline.ipynb #e28eb69d
 def train_preset(ctx:RunContext,                   # the run
                  folds:pd.DataFrame,               # training table with `fold`
@@ -246,32 +226,31 @@ def train_preset(ctx:RunContext,                   # the run
                  fold_ids:Sequence[int]|None=None, # folds to train (default: all)
                  iterations:int|None=None,         # self-verification iterations (default: the preset's; 0 = none)
                  initial:dict[int, Path]|None=None, # the initial checkpoints, when `train_initial` already ran
-                )->dict:                           # preset, initial and final checkpoints, self-verification result
+                )->TrainedPreset:                  # preset, initial and final checkpoints, self-verification result
     "Train the initial fold models of `preset` and, where the strategy says so, self-verify them."
     initial = initial or train_initial(ctx, folds, preset, fold_ids)
     iterations = (preset.sv_iterations if iterations is None else iterations) if ctx.strategy.selfverify else 0
     result = None
     if iterations > 0 and (~folds.manually_verified).any():
         result = self_verify(folds, ctx.spectrograms('train', folds.fname, preset), ctx.ds.classes, initial,
-                             selfverify_folder(ctx, preset), preset, ctx.selection_rule(preset), iterations, device=ctx.device,
+                             ctx.selfverify_folder(preset), preset, ctx.selection_rule(preset), iterations, device=ctx.device,
                              seed=ctx.seed, progress=ctx.progress, log=ctx.log)
-        ctx.log(f"{preset.name}: kept self-verification iteration {result['best_iteration']}")
-    final = {int(k): Path(v) for k, v in result['checkpoints'].items()} if result else initial
-    return {'preset': preset, 'initial': initial, 'selfverify': result, 'final': final}
+        ctx.log(f"{preset.name}: kept self-verification iteration {result.best_iteration}")
+    return TrainedPreset(preset, result.checkpoints if result else initial, initial, result)
 
 # %% ../nbs/07_pipeline.ipynb #6579d567
 def final_members(ctx:RunContext,     # the run
                   folds:pd.DataFrame, # the fold table
-                 )->list[dict]:       # per preset: {'preset', 'final': {fold: checkpoint}}
+                 )->list[TrainedPreset]: # per preset: its kept checkpoints
     "The kept checkpoints of each preset: self-verification's choice, else the initial models."
     members = []
     for preset in ctx.presets:
-        result_path = selfverify_folder(ctx, preset)/'result.json'
+        result_path = ctx.selfverify_folder(preset)/'result.json'
         if ctx.strategy.selfverify and result_path.exists(): final = {int(k): Path(v) for k, v in load_json(result_path)['checkpoints'].items()}
-        else: final = {f: initial_folder(ctx, preset)/f'fold_{f}'/'best.pth' for f in sorted(folds.fold.unique())}
+        else: final = {f: ctx.folder.fold(preset, f, ctx.strategy.variant)/'best.pth' for f in sorted(folds.fold.unique())}
         missing = [str(c) for c in final.values() if not Path(c).exists()]
         if missing: raise PipelineError(f"{preset.name} has no trained models ({', '.join(missing[:2])} ...); run `dcase-selfverify train` first")
-        members.append({'preset': preset, 'final': final})
+        members.append(TrainedPreset(preset, final))
     return members
 
 # %% ../nbs/07_pipeline.ipynb #69f7ded5
@@ -284,49 +263,14 @@ def stage_context(data:str|Path,          # data set folder
                   **settings,             # other `open_run` / `RunContext` settings
                  )->tuple[RunContext, pd.DataFrame]: # the run and its fold table (features extracted)
     "The run context and fold table for a stage command."
-    work = Path(out)
+    folder = WorkFolder(out)
     if record: presets = adjust_presets(preset or DEFAULT_PRESETS, epochs, finetune_epochs, iterations)
-    elif (work/'run.json').exists() and 'presets' in load_json(work/'run.json'): presets = recorded_presets(work, preset.split(',') if preset else None)
+    elif 'presets' in folder.read_run(): presets = folder.recorded_presets(preset.split(',') if preset else None)
     else: presets = adjust_presets(preset or DEFAULT_PRESETS)
     ctx = open_run(data, out, presets, progress=progress, **settings)
-    if record: record_presets(ctx.work, presets, selfverify=record == 'selfverify', **({'rule': ctx.rule} if record == 'selfverify' else {}))
+    if record: ctx.folder.record_presets(presets, selfverify=record == 'selfverify', **({'rule': ctx.rule} if record == 'selfverify' else {}))
     prepare_features(ctx)
     return ctx, prepare_folds(ctx)
-
-# %% ../nbs/07_pipeline.ipynb #3680bcf4
-def run_in_processes(commands:Sequence[Sequence[str]], # one command line per process
-                     parallel:int,                     # processes at a time
-                    ):
-    "Run `commands` as processes, `parallel` at a time, each on a GPU of its own where there are GPUs; fail if any fails."
-    free_gpus = list(range(torch.cuda.device_count()))
-    pending, running, failures = list(enumerate(commands)), [], []
-    while pending or running:
-        while pending and len(running) < parallel:
-            number, command = pending.pop(0)
-            gpu, env = (free_gpus.pop(0) if free_gpus else None), dict(os.environ)
-            if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
-            running.append((number, gpu, subprocess.Popen(list(command), env=env)))
-        time.sleep(0.5)
-        for job in [job for job in running if job[2].poll() is not None]:
-            running.remove(job)
-            if job[1] is not None: free_gpus.append(job[1])
-            if job[2].returncode: failures.append(' '.join(commands[job[0]]))
-    if failures: raise PipelineError(f"{len(failures)} process(es) failed (e.g. {failures[0]}); rerun the same command to resume")
-
-# %% ../nbs/07_pipeline.ipynb #17691721
-def initial_folder(ctx:RunContext, # the run (its strategy)
-                   preset:Preset,  # the preset
-                  )->Path:         # where the preset's initial fold models are
-    "The folder of a preset's initial models under the run's strategy."
-    strategy = ctx.strategy
-    if strategy.train_on == 'all' and strategy.loss is None: return ctx.models/preset.name
-    return ctx.models/f"{preset.name}_{strategy.name.removesuffix(SELFVERIFY_SUFFIX)}"
-
-# %% ../nbs/07_pipeline.ipynb #1bbd75c9
-def selfverify_folder(ctx:RunContext, preset:Preset, rule:str|None=None)->Path:
-    "The folder of a preset's self-verification with `rule` (default: the run's)."
-    rule = rule or ctx.rule
-    return initial_folder(ctx, preset)/('selfverify' if rule == 'paper' else f'selfverify_{rule}')
 
 # %% ../nbs/07_pipeline.ipynb #ad63aa24
 def ensemble_test(ctx:RunContext,         # the run, after `prepare_features`
@@ -339,7 +283,7 @@ def ensemble_test(ctx:RunContext,         # the run, after `prepare_features`
     def predict_member(member:tuple)->np.ndarray:
         preset, checkpoint = member
         return predict(load_model(checkpoint, preset, len(classes)), ctx.spectrograms('test', test.fname[usable], preset), device=ctx.device)
-    probs[usable] = ensemble_predict([[(m['preset'], c) for _, c in sorted(m['final'].items())] for m in members], predict_member)
+    probs[usable] = ensemble_predict([[(m.preset, c) for _, c in sorted(m.final.items())] for m in members], predict_member)
     return probs, usable
 
 # %% ../nbs/07_pipeline.ipynb #646d48ef
@@ -352,10 +296,10 @@ def predict_test(ctx:RunContext,       # the run, after `prepare_features`
     prior = ctx.ds.train.label.value_counts().reindex(classes, fill_value=0).to_numpy(float)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        write_submission(probs, test.fname, classes, ctx.work/'submission.csv', failed=test.fname[~usable], prior=prior)
+        write_submission(probs, test.fname, classes, ctx.folder.submission_csv, failed=test.fname[~usable], prior=prior)
     for warning in caught: ctx.log(f"warning: {warning.message}")
     probs = fill_failed(probs, ~usable, prior)
-    save_csv(ctx.work/'predictions.csv', pd.concat([test[['fname']].reset_index(drop=True), pd.DataFrame(probs, columns=classes)], axis=1))
+    save_csv(ctx.folder.predictions_csv, pd.concat([test[['fname']].reset_index(drop=True), pd.DataFrame(probs, columns=classes)], axis=1))
     scores = evaluate_test(probs, test, classes) if test.label.notna().any() else {}
     return {'probs': probs, 'usable': usable, 'scores': scores}
 
@@ -364,7 +308,7 @@ def read_predictions(ds:AudioDataset, # the data set
                      work:Path,       # work folder
                     )->pd.DataFrame:  # fname and one probability column per class
     "WORK/predictions.csv, checked to list the data set's test clips in order."
-    path = Path(work)/'predictions.csv'
+    path = WorkFolder(work).predictions_csv
     if not path.exists(): raise PipelineError(f"No {path}; run `dcase-selfverify predict` first")
     predictions = pd.read_csv(path)
     if ds.test is None or predictions.fname.tolist() != ds.test.fname.tolist():
@@ -381,13 +325,13 @@ def headline_scores(scores:dict)->dict:
 # %% ../nbs/07_pipeline.ipynb #4430ed97
 def _preset_metrics(ctx:RunContext, member:dict)->dict:
     "What metrics.json says about one trained preset."
-    preset, result = member['preset'], member['selfverify']
+    preset, result = member.preset, member.selfverify
     entry = {'preset': preset.to_dict()}
     if result is not None:
         entry['selfverify'] = [{'iteration': int(i), 'n_accepted': int(g.n_accepted.sum()), 'valid_loss': float(g.valid_loss.mean()),
-                                'accuracy': float(g.accuracy.mean()), 'map3': float(g.map3.mean())} for i, g in result['table'].groupby('iteration')]
-        entry['best_iteration'] = result['best_iteration']
-        entry['audit_csv'] = str(selfverify_folder(ctx, preset)/'audit.csv')
+                                'accuracy': float(g.accuracy.mean()), 'map3': float(g.map3.mean())} for i, g in result.table.groupby('iteration')]
+        entry['best_iteration'] = result.best_iteration
+        entry['audit_csv'] = str(ctx.selfverify_folder(preset)/'audit.csv')
     return entry
 
 # %% ../nbs/07_pipeline.ipynb #51c174a5
@@ -398,7 +342,7 @@ def export_members(members:Sequence[dict], # `train_preset` or `final_members` r
                   )->Path:
     "Write the kept fold models of every preset as one exported ensemble (`tagging.export_ensemble`)."
     from dcase_selfverify.tagging import export_ensemble
-    return export_ensemble([(m['preset'], [m['final'][f] for f in sorted(m['final'])]) for m in members], classes, dest, fmt=fmt)
+    return export_ensemble([(m.preset, [m.final[f] for f in sorted(m.final)]) for m in members], classes, dest, fmt=fmt)
 
 # %% ../nbs/07_pipeline.ipynb #f86f905f
 def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle or generic layout)
@@ -426,8 +370,8 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
     presets = adjust_presets(presets, epochs, finetune_epochs, iterations)
     ctx = open_run(data, work, presets, corrections, device=device, seed=seed, progress=progress, log=log, rule=rule, compile=compile, n_workers=n_workers,
                    strategy=strategy, target_precision=target_precision, alpha=alpha)
-    record_settings(ctx.work, {'n_folds': n_folds, 'seed': seed})
-    record_presets(ctx.work, presets, selfverify=ctx.strategy.selfverify, rule=ctx.rule, strategy=ctx.strategy.name)
+    ctx.folder.record({'n_folds': n_folds, 'seed': seed})
+    ctx.folder.record_presets(presets, selfverify=ctx.strategy.selfverify, rule=ctx.rule, strategy=ctx.strategy.name)
     log(f"{ctx.ds}")
     prepare_features(ctx)
     usable = usable_mask(ctx, 'train')
@@ -436,30 +380,12 @@ def run_pipeline(data:str|Path,              # data set folder (Zenodo, Kaggle o
     members = [train_preset(ctx, fold_table, preset, folds) for preset in presets]
     metrics = {'version': __version__, 'data': str(ctx.ds.root), 'work': str(ctx.work), 'layout': ctx.ds.layout, 'classes': list(ctx.ds.classes),
                'n_train': len(ctx.ds.train), 'n_train_usable': int(usable.sum()), 'failed_train_clips': ctx.ds.train.fname[~usable].tolist(),
-               'strategy': ctx.strategy.settings(), 'presets': {member['preset'].name: _preset_metrics(ctx, member) for member in members}}
+               'strategy': ctx.strategy.settings(), 'presets': {member.preset.name: _preset_metrics(ctx, member) for member in members}}
     if ctx.ds.test is not None and len(ctx.ds.test):
         test = predict_test(ctx, members)
         metrics['test'] = {**headline_scores(test['scores']), **test['scores'], 'failed_clips': ctx.ds.test.fname[~test['usable']].tolist()}
-        metrics['submission_csv'] = str(ctx.work/'submission.csv')
-    if corrections is not None: metrics['corrections'] = load_json(ctx.work/'corrections.json')
-    if export: metrics['export'] = str(export_members(members, ctx.ds.classes, ctx.work/'export'))
-    save_json(ctx.work/'metrics.json', metrics)
+        metrics['submission_csv'] = str(ctx.folder.submission_csv)
+    if corrections is not None: metrics['corrections'] = load_json(ctx.folder.corrections_json)
+    if export: metrics['export'] = str(export_members(members, ctx.ds.classes, ctx.folder.export))
+    save_json(ctx.folder.metrics_json, metrics)
     return metrics
-
-# %% ../nbs/07_pipeline.ipynb #cbedc81b
-def run_summary(metrics:dict, # `run_pipeline`'s metrics
-               )->str:        # a few lines for the terminal
-    "The lines `run` ends with: test figures, self-verification per preset, where the files are."
-    lines, test = [], metrics.get('test', {})
-    if 'map3' in test: lines.append(f"test ({test['subset']}, {test['n']} clips): MAP@3 {test['map3']:.4f}, accuracy {test['accuracy']:.4f}")
-    for name, entry in metrics['presets'].items():
-        if 'selfverify' in entry:
-            lines.append(f"{name}: self-verified clips per iteration {[r['n_accepted'] for r in entry['selfverify']]}, kept iteration {entry['best_iteration']}")
-            lines.append(f"{name}: self-verification audit {entry['audit_csv']}")
-    if 'accepted_audit' in metrics:
-        audit = metrics['accepted_audit']
-        lines.append(f"curator's audit of the accepted clips: {audit['errors']} wrong of {audit['checked']} checked, "
-                     f"label precision at least {audit['precision_lower_bound']:.3f} ({audit['confidence']:.0%} confidence)")
-    lines.append(f"metrics: {Path(metrics['work'])/'metrics.json'}")
-    if 'submission_csv' in metrics: lines.append(f"submission: {metrics['submission_csv']}")
-    return '\n'.join(lines)

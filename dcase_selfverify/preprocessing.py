@@ -14,7 +14,7 @@ import pandas as pd
 import soundfile as sf
 import soxr
 import librosa
-from .core import UserError, save_array, save_json, load_json, save_csv
+from .core import UserError, feature_cache_folder, feature_file, save_array, save_json, load_json, save_csv
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOPS', 'N_BANDS', 'N_FRAMES', 'CACHE_FORMAT', 'SOX_PEAK', 'SILENCE_PEAK', 'SUMMARY_COLUMNS',
@@ -323,12 +323,6 @@ def cache_manifest(version:int=1, sr:int=SAMPLE_RATE, clip:bool=True)->dict:
     return dict(format=CACHE_FORMAT, version=int(version), sr=int(sr), n_fft=N_FFT, hop=HOPS[version],
                 n_mels=N_BANDS, clip=bool(clip), dtype='float16')
 
-# %% ../nbs/01_preprocessing.ipynb #ecacfd8d
-def _cache_folder(cache_dir:str|Path, version:int)->Path: return Path(cache_dir)/f'v{version}'
-
-# %% ../nbs/01_preprocessing.ipynb #07366421
-def _feature_path(folder:Path, fname:str)->Path: return folder/f'{fname}.npy'
-
 # %% ../nbs/01_preprocessing.ipynb #4d1501f6
 def _check_manifest(folder:Path, manifest:dict, create:bool=True):
     "Write `manifest.json` into a new cache, or raise if the existing one has other parameters."
@@ -450,7 +444,7 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
     if missing_columns: raise ValueError(f"clips lacks column(s) {sorted(missing_columns)}; it has {list(clips.columns)}")
     duplicated = clips.fname[clips.fname.duplicated()]
     if len(duplicated): raise ValueError(f"clips has duplicate fnames: {list(duplicated[:10])}")
-    folder = _cache_folder(cache_dir, version)
+    folder = feature_cache_folder(cache_dir, version)
     folder.mkdir(parents=True, exist_ok=True)
     _check_manifest(folder, cache_manifest(version, sr, clip))
     for stale in folder.glob('.*.tmp'):   # a killed run's leftovers; another process's write in flight is younger than a minute
@@ -458,8 +452,8 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
             if time.time() - stale.stat().st_mtime > 60: stale.unlink()
     known = _known_rows(folder)
     finished = set(known.fname[known.status.isin(_DONE)])
-    jobs = [(f, str(p), str(_feature_path(folder, f)), version, sr, clip) for f, p in zip(clips.fname, clips.path)
-            if not (f in finished and _feature_path(folder, f).is_file())]
+    jobs = [(f, str(p), str(feature_file(folder, f)), version, sr, clip) for f, p in zip(clips.fname, clips.path)
+            if not (f in finished and feature_file(folder, f).is_file())]
     if n_workers is None: n_workers = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     new_rows = []
     with open(folder/'progress.csv', 'a', newline='') as log_file:
@@ -488,10 +482,10 @@ def load_features(cache_dir:str|Path,    # cache root given to `extract_features
                   n_frames:int=N_FRAMES, # frames per clip after `fix_length`
                  )->np.ndarray:          # float16 (len(fnames), 128, n_frames)
     "Load cached spectrograms into one preallocated array, each made `n_frames` long by `fix_length`."
-    folder = _cache_folder(cache_dir, version)
+    folder = feature_cache_folder(cache_dir, version)
     if not (folder/'manifest.json').is_file():
         raise FeatureCacheError(f"No version-{version} feature cache in {folder} (manifest.json missing); run extract_features first")
-    paths = [_feature_path(folder, f) for f in fnames]
+    paths = [feature_file(folder, f) for f in fnames]
     missing = [f for f, p in zip(fnames, paths) if not p.is_file()]
     if missing:
         raise FeatureCacheError(f"{len(missing)} of {len(paths)} clips are not in the cache {folder}: " + ', '.join(missing[:10]) +

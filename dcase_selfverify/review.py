@@ -12,14 +12,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from .core import DatasetError, UserError, atomic_write, find_dataset, load_json
-from .corrections import DECISIONS_FILE, read_corrections
+from .corrections import read_corrections
+from .rules import DEFAULT_RULE
+from .work_folder import WorkFolder, preset_of, rule_of
 
 # %% auto #0
-__all__ = ['DEFAULT_RULE', 'JUDGMENT_COLUMNS', 'ACCEPTED_AUDIT_FILE', 'ERROR_DECISIONS', 'ReviewError', 'WorkFolderNotFoundError',
-           'NoResultsError', 'UnknownRuleError', 'AmbiguousRuleError', 'UnknownClassError', 'AuditSampleError',
-           'AcceptedAuditFileError', 'rule_of', 'find_rules', 'choose_rule', 'read_judgments', 'review_table',
-           'kept_accepted', 'audit_sample', 'precision_lower_bound', 'ReviewSet', 'load_review', 'accepted_audit',
-           'write_accepted_audit', 'read_accepted_audit', 'metrics_entry']
+__all__ = ['JUDGMENT_COLUMNS', 'ERROR_DECISIONS', 'ReviewError', 'WorkFolderNotFoundError', 'NoResultsError', 'UnknownRuleError',
+           'AmbiguousRuleError', 'UnknownClassError', 'AuditSampleError', 'AcceptedAuditFileError', 'find_rules',
+           'choose_rule', 'read_judgments', 'review_table', 'kept_accepted', 'audit_sample', 'precision_lower_bound',
+           'ReviewSet', 'load_review', 'accepted_audit', 'write_accepted_audit', 'read_accepted_audit', 'metrics_entry']
 
 # %% ../nbs/09_review.ipynb #4c1053ac
 class ReviewError(UserError):
@@ -47,12 +48,6 @@ class AcceptedAuditFileError(ReviewError):
     "`WORK/review/accepted_audit.json` exists but cannot be read back."
 
 # %% ../nbs/09_review.ipynb #202b37cb
-DEFAULT_RULE = 'paper'             # the rule whose results live in a folder named plain `selfverify`
-
-def rule_of(folder:Path)->str:
-    "The rule a `selfverify*` folder holds: `selfverify` is the default rule, `selfverify_<rule>` any other."
-    return DEFAULT_RULE if folder.name == 'selfverify' else folder.name.removeprefix('selfverify_')
-
 def _has_results(folder:Path)->bool:
     return (folder/'audit.csv').is_file() or any(folder.glob('decisions_*.csv'))
 
@@ -60,9 +55,8 @@ def find_rules(work:str|Path, # a work folder of `run` or `verify`
               )->dict[str, list[Path]]: # rule -> its `selfverify*` folders (one per preset and strategy), sorted
     "Every rule whose self-verification results `work` holds."
     found = {}
-    for folder in sorted(Path(work).glob('*/selfverify*')):
-        if folder.is_dir() and (folder.name == 'selfverify' or folder.name.startswith('selfverify_')) and _has_results(folder):
-            found.setdefault(rule_of(folder), []).append(folder)
+    for folder in WorkFolder(work).selfverify_folders():
+        if _has_results(folder): found.setdefault(rule_of(folder), []).append(folder)
     return found
 
 # %% ../nbs/09_review.ipynb #3a462bb7
@@ -219,8 +213,6 @@ def precision_lower_bound(checked:int,           # sampled clips the curator dec
     return float(beta.ppf(1 - confidence, checked - errors, errors + 1))
 
 # %% ../nbs/09_review.ipynb #ba6e4265
-ACCEPTED_AUDIT_FILE = Path('review')/'accepted_audit.json'   # the audit of accepted clips, below the work folder
-
 @dataclasses.dataclass
 class ReviewSet:
     "What the review page shows: the rows, where each clip's audio and features are, and the audit sample."
@@ -236,10 +228,10 @@ class ReviewSet:
     audit:dict|None = None      # the audit sample: clips, population, seed, kept iterations, confidence (None: no audit)
 
     @property
-    def decisions_path(self)->Path: return self.work/DECISIONS_FILE
+    def decisions_path(self)->Path: return WorkFolder(self.work).decisions_csv
 
     @property
-    def audit_path(self)->Path: return self.work/ACCEPTED_AUDIT_FILE
+    def audit_path(self)->Path: return WorkFolder(self.work).accepted_audit_json
 
     def decisions(self)->pd.DataFrame:
         "The decisions recorded so far (latest per clip); a `DatasetError` when the file is malformed."
@@ -248,8 +240,9 @@ class ReviewSet:
 # %% ../nbs/09_review.ipynb #c6c871ee
 def _classes_and_audio(work:Path, notes:list)->tuple[list|None, dict]:
     "Class names (metrics.json, else the data set; None if neither) and each training clip's audio path."
-    run = load_json(work/'run.json') if (work/'run.json').is_file() else {}
-    classes = load_json(work/'metrics.json').get('classes') if (work/'metrics.json').is_file() else None
+    folder = WorkFolder(work)
+    run = folder.read_run()
+    classes = load_json(folder.metrics_json).get('classes') if folder.metrics_json.is_file() else None
     audio = {}
     try:
         ds = find_dataset(run['data'], check_files=False)
@@ -260,22 +253,17 @@ def _classes_and_audio(work:Path, notes:list)->tuple[list|None, dict]:
     return classes, audio
 
 # %% ../nbs/09_review.ipynb #1f9ac49d
-def _preset_name(folder_name:str, names:Sequence[str])->str:
-    "The preset a results folder belongs to: `tiny` for `tiny` and `tiny_lq` (a strategy's folder), the longest name that fits."
-    if folder_name in names: return folder_name
-    return max((name for name in names if folder_name.startswith(name + '_')), key=len, default=folder_name)
-
 def _feature_paths(work:Path, clips:pd.DataFrame)->tuple[dict, dict, pd.DataFrame]:
     "Each clip's feature file (the version of its first preset), that version, and the feature summaries."
-    run = load_json(work/'run.json') if (work/'run.json').is_file() else {}
-    versions = {p['name']: p.get('version', 1) for p in run.get('presets', [])}
+    folder = WorkFolder(work)
+    versions = {p['name']: p.get('version', 1) for p in folder.read_run().get('presets', [])}
     paths, clip_versions, summaries = {}, {}, []
     for version in sorted(set(versions.values()) or {1}):
-        summary_path = work/'features'/'train'/f'v{version}'/'summary.csv'
+        summary_path = folder.feature_summary('train', version)
         if summary_path.is_file(): summaries.append(pd.read_csv(summary_path))
     for clip, presets in zip(clips['clip'], clips.presets):
-        for version in [versions.get(_preset_name(p, versions), 1) for p in presets]:
-            path = work/'features'/'train'/f'v{version}'/f'{clip}.npy'
+        for version in [versions.get(preset_of(p, versions), 1) for p in presets]:
+            path = folder.feature_file('train', version, clip)
             if path.is_file():
                 paths[clip], clip_versions[clip] = path, int(version)
                 break
@@ -346,7 +334,7 @@ def write_accepted_audit(review:ReviewSet, decisions:pd.DataFrame|None=None)->di
 def read_accepted_audit(work:str|Path, # a work folder whose review had an audit sample
                        )->dict|None:   # the audit report, its bound recomputed from its counts; None when there is none
     "Read `WORK/review/accepted_audit.json` back, checked."
-    path = Path(work)/ACCEPTED_AUDIT_FILE
+    path = WorkFolder(work).accepted_audit_json
     if not path.is_file(): return None
     try:
         report = json.loads(path.read_text())

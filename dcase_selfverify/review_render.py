@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 from .core import atomic_write
 from .review import ReviewError, ReviewSet
+from .work_folder import WorkFolder
 
 # %% auto #0
-__all__ = ['PIXELS_PER_SECOND', 'IMAGE_HEIGHT', 'RENDER_VERSION', 'CACHE_FOLDER', 'AUDIO_TYPES', 'ASSET_TYPES',
-           'UnsafeFeatureFileError', 'band_frequencies', 'frequency_ticks', 'encode_png', 'spectrogram_image',
-           'render_spectrogram', 'clip_bounds', 'SpectrogramCache', 'browser_audio', 'page_asset']
+__all__ = ['PIXELS_PER_SECOND', 'IMAGE_HEIGHT', 'RENDER_VERSION', 'AUDIO_TYPES', 'ASSET_TYPES', 'UnsafeFeatureFileError',
+           'band_frequencies', 'frequency_ticks', 'encode_png', 'spectrogram_image', 'render_spectrogram',
+           'clip_bounds', 'SpectrogramCache', 'browser_audio', 'page_asset']
 
 # %% ../nbs/09a_review_render.ipynb #f3bd2527
 PIXELS_PER_SECOND = 24      # horizontal scale of every spectrogram image (30 s: 720 px)
 IMAGE_HEIGHT = 64           # image height in pixels (128 bands, 2 per pixel)
 RENDER_VERSION = 2          # part of every cached image's name: bump when the drawing changes
-CACHE_FOLDER = Path('review')/'cache'/'spectrograms'   # below the work folder
 
 class UnsafeFeatureFileError(ReviewError):
     "A clip's feature file leads outside `WORK/features` (a symbolic link, or a path the review set should not hold)."
@@ -122,8 +122,8 @@ class SpectrogramCache:
                  pixels_per_second:float=PIXELS_PER_SECOND,    # horizontal scale
                  height:int=IMAGE_HEIGHT):                     # image height
         self.review, self.pixels_per_second, self.height = review, pixels_per_second, height
-        self.folder = review.work/CACHE_FOLDER
-        self.features_root = (review.work/'features').resolve()
+        self.folder = WorkFolder(review.work).review_cache
+        self.features_root = WorkFolder(review.work).features_root.resolve()
         self._locks, self._guard, self._stop = {}, threading.Lock(), threading.Event()
         self.thread, self.drawn, self.failed = None, 0, {}
 

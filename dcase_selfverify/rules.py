@@ -210,7 +210,8 @@ def certified_threshold(evidence:Evidence,           # candidates and the pooled
             'n_candidates': n_candidates, 'n_valid': n_valid, 'valid_accuracy': float(1 - valid_wrong.mean()), 'valid_errors': n_errors,
             'modal_errors': n_modal, 'rho_upper': rho_upper, 'sets_tested': len(scan),
             'precision_lower': float(last.precision_lower) if last is not None else math.nan,
-            'wrong_upper': float(last.wrong_upper) if last is not None else math.nan}
+            'wrong_upper': float(last.wrong_upper) if last is not None else math.nan,
+            'stopped_at': scan.iloc[-1].to_dict() if len(scan) and scan.precision_lower.iloc[-1] < target_precision else None}
     return info['threshold'], info, scan
 
 # %% ../nbs/05a_rules.ipynb #cb592f40

@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/selfverify.html.md"""
 
 # %% ../nbs/05_selfverify.ipynb #5609b609
 from __future__ import annotations
-import math
+import dataclasses, math
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -19,7 +19,7 @@ from .training import FoldData, fit_resumable, fold_data, make_learner, release_
 
 # %% auto #0
 __all__ = ['candidate_table', 'judge_candidates', 'select_clips', 'judge_validation', 'validation_scores', 'finetune_fold',
-           'best_iteration', 'self_verify', 'label_audit']
+           'best_iteration', 'SelfVerifyResult', 'self_verify', 'label_audit']
 
 # %% ../nbs/05_selfverify.ipynb #849beb86
 def candidate_table(folds:pd.DataFrame,       # training table with fname, label, manually_verified, fold
@@ -126,20 +126,26 @@ def _check_rule_record(work:Path, rule:SelectionRule):
     if not path.exists(): save_json(path, rule.settings())
 
 # %% ../nbs/05_selfverify.ipynb #9d2a62b7
-def _decide(work:Path, iteration:int, models:dict, specs:torch.Tensor, candidates:pd.DataFrame, preset:Preset,
-            classes:Sequence[str], rule:SelectionRule, seed:int, device:str|None, validation:dict)->pd.DataFrame:
+@dataclasses.dataclass(frozen=True)
+class _Judging:
+    "What every iteration's judging shares: where its files go, the clips, the network, the rule, the seed and the device."
+    work:Path; specs:torch.Tensor; candidates:pd.DataFrame; preset:Preset; classes:Sequence[str]; rule:SelectionRule
+    seed:int; device:str|None; validation:dict
+
+def _decide(judging:_Judging, iteration:int, models:dict)->pd.DataFrame:
     "Steps 1 and 2 of one iteration, or their saved outcome: the decisions table (also written with the posteriors and the rule's findings)."
-    decisions_path = work/f'decisions_{iteration:02d}.csv'
+    j = judging
+    decisions_path = j.work/f'decisions_{iteration:02d}.csv'
     if decisions_path.exists(): return pd.read_csv(decisions_path)
-    models = {fold: load_model(path, preset, len(classes)) for fold, path in models.items()}
-    probs = judge_candidates(models, specs, candidates, preset, seed=seed * 1000 + iteration, device=device)
-    evidence = judge_validation(models, specs, validation, preset, seed * 1000 + iteration, device) if rule.needs_validation else (None, None)
-    decisions = select_clips(candidates, probs, rule, *evidence)
-    save_json(work/f'rule_{iteration:02d}.json', {'iteration': iteration, **decisions.attrs['rule']})
+    models = {fold: load_model(path, j.preset, len(j.classes)) for fold, path in models.items()}
+    probs = judge_candidates(models, j.specs, j.candidates, j.preset, seed=j.seed * 1000 + iteration, device=j.device)
+    evidence = judge_validation(models, j.specs, j.validation, j.preset, j.seed * 1000 + iteration, j.device) if j.rule.needs_validation else (None, None)
+    decisions = select_clips(j.candidates, probs, j.rule, *evidence)
+    save_json(j.work/f'rule_{iteration:02d}.json', {'iteration': iteration, **decisions.attrs['rule']})
     decisions.insert(2, 'iteration', iteration)
-    decisions['given_label'] = [classes[i] for i in decisions.given]
-    decisions['predicted_label'] = [classes[i] for i in decisions.predicted]
-    save_array(work/f'posteriors_{iteration:02d}.npy', probs.astype(np.float32))
+    decisions['given_label'] = [j.classes[i] for i in decisions.given]
+    decisions['predicted_label'] = [j.classes[i] for i in decisions.predicted]
+    save_array(j.work/f'posteriors_{iteration:02d}.npy', probs.astype(np.float32))
     save_csv(decisions_path, decisions)
     return decisions
 
@@ -147,8 +153,19 @@ def _decide(work:Path, iteration:int, models:dict, specs:torch.Tensor, candidate
 def _iteration_row(iteration:int, fold:int, n_candidates:int, n_accepted:int, n_train:int, scores:dict)->dict:
     return {'iteration': iteration, 'fold': fold, 'n_candidates': n_candidates, 'n_accepted': n_accepted, 'n_train': n_train, **scores}
 
+# %% ../nbs/05_selfverify.ipynb #b4e6dbae
+@dataclasses.dataclass(frozen=True)
+class SelfVerifyResult:
+    "What one self-verification run found and kept (`result.json` holds the kept iteration and checkpoints)."
+    best_iteration:int                                # the kept iteration: lowest mean verified-validation loss
+    checkpoints:dict[int, Path]                       # fold -> checkpoint of the kept iteration
+    table:pd.DataFrame                                # per iteration and fold: candidates, accepted, training clips, validation figures
+    by_iteration:pd.DataFrame                         # validation loss, accuracy and MAP@3 per iteration, mean over folds
+    audit:pd.DataFrame                                # every decision of every iteration
+    iteration_checkpoints:dict[int, dict[int, Path]]  # iteration -> fold -> checkpoint
+
 # %% ../nbs/05_selfverify.ipynb #e3156c1c
-def _write_outcome(work:Path, rows:list, audits:list, checkpoints:dict)->dict:
+def _write_outcome(work:Path, rows:list, audits:list, checkpoints:dict)->SelfVerifyResult:
     "Keep the best iteration; write the audit of every decision and `result.json`."
     table = pd.DataFrame(rows)
     kept = best_iteration(table)
@@ -156,11 +173,10 @@ def _write_outcome(work:Path, rows:list, audits:list, checkpoints:dict)->dict:
     if len(audit):
         save_csv(work/'audit.csv', audit[['fname', 'fold', 'iteration', 'given_label', 'predicted_label', 'p_given',
                                           'p_predicted', 'accepted']].rename(columns={'fname': 'clip'}))
-    result = {'best_iteration': kept, 'checkpoints': {f: str(path) for f, path in checkpoints[kept].items()}}
-    save_json(work/'result.json', result)
-    by_iteration = table.groupby('iteration')[['valid_loss', 'accuracy', 'map3']].mean()
-    return {**result, 'table': table, 'by_iteration': by_iteration, 'audit': audit,
-            'iteration_checkpoints': {i: {f: Path(p) for f, p in c.items()} for i, c in checkpoints.items()}}
+    save_json(work/'result.json', {'best_iteration': kept, 'checkpoints': {f: str(path) for f, path in checkpoints[kept].items()}})
+    return SelfVerifyResult(kept, {f: Path(p) for f, p in checkpoints[kept].items()}, table,
+                            table.groupby('iteration')[['valid_loss', 'accuracy', 'map3']].mean(), audit,
+                            {i: {f: Path(p) for f, p in c.items()} for i, c in checkpoints.items()})
 
 # %% ../nbs/05_selfverify.ipynb #672126c9
 def self_verify(folds:pd.DataFrame,         # training table with label, manually_verified, fold
@@ -177,7 +193,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
                 seed:int=0,                 # seed
                 progress:bool=False,        # fastai progress bars
                 log=print,                  # where one line per fold and iteration goes
-               )->dict:                     # best iteration, per-iteration table, audit table, final checkpoints
+               )->SelfVerifyResult:         # best iteration, per-iteration table, audit table, final checkpoints
     "Run (or resume) iterative self-verification and keep the iteration with the lowest mean verified validation loss."
     preset, work = get_preset(preset), Path(work)
     rule = make_rule(rule, preset)
@@ -199,9 +215,10 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
         data = fold_split(fold, np.ones(len(folds), bool))
         rows.append(_iteration_row(0, fold, 0, 0, len(data.train_idx), validation_scores(load_model(path, preset, len(classes)), data, device)))
         save_csv(table_path, pd.DataFrame(rows))
+    judging = _Judging(work, specs, candidates, preset, classes, rule, seed, device, validation)
     ever_accepted, audits = np.zeros(len(folds), bool), []
     for iteration in range(1, iterations + 1):
-        decisions = _decide(work, iteration, checkpoints[iteration - 1], specs, candidates, preset, classes, rule, seed, device, validation)
+        decisions = _decide(judging, iteration, checkpoints[iteration - 1])
         accepted = np.zeros(len(folds), bool)
         accepted[decisions.row[decisions.accepted.astype(bool)].to_numpy(int)] = True
         if cumulative: accepted |= ever_accepted

@@ -10,6 +10,7 @@ import dcase_selfverify.training as training
 from dcase_selfverify.core import get_preset
 from dcase_selfverify.corrections import record_decision
 from dcase_selfverify.demo_data import make_demo_dataset
+from dcase_selfverify.work_folder import WorkFolderError
 
 SMALL = dict(n_classes=3, clips_per_class=12, test_clips_per_class=3, max_duration=4.0)
 QUIET = dict(device='cpu', progress=False, log=lambda message: None)
@@ -40,7 +41,7 @@ def test_one_copy_of_the_spectrograms_over_folds_and_rounds(data, tmp_path, monk
     pipeline.prepare_features(ctx)
     folds = pipeline.prepare_folds(ctx)
     member = pipeline.train_preset(ctx, folds, ctx.presets[0], fold_ids=[0, 1])
-    assert member['selfverify']['table'].iteration.max() == 2
+    assert member.selfverify.table.iteration.max() == 2
     specs = ctx.spectrograms('train', folds.fname, ctx.presets[0])
     assert len(loads) == 1, loads
     assert len(pointers) == 3 * (2 + 2 * 2)            # 2 initial trainings + 2 rounds x 2 folds of fine-tuning
@@ -97,5 +98,5 @@ def test_corrections_change_the_training_table(data, tmp_path):
     ctx, table = pipeline.stage_context(data, tmp_path/'work', 'tiny', progress=False)
     assert table.set_index('fname').label[relabelled] == new_label
     record_decision(decisions, {'clip': unverified[2], 'given_label': '', 'decision': 'drop', 'new_label': ''})
-    with pytest.raises(pipeline.PipelineError, match='other settings'):
+    with pytest.raises(WorkFolderError, match='other settings'):
         pipeline.run_pipeline(data, tmp_path/'work', [tiny()], iterations=1, corrections=decisions, export=False, **QUIET)

@@ -8,12 +8,13 @@ import soundfile as sf
 
 from dcase_selfverify.core import UserError, get_preset, load_json
 from dcase_selfverify.pipeline import run_pipeline                 # the one place that names the pipeline's module
-from dcase_selfverify.corrections import DECISIONS_FILE, read_corrections
+from dcase_selfverify.corrections import read_corrections
 from dcase_selfverify.demo_data import make_demo_dataset
-from dcase_selfverify.review import (ACCEPTED_AUDIT_FILE, AuditSampleError, NoResultsError, ReviewError, UnknownRuleError,
+from dcase_selfverify.review import (AuditSampleError, NoResultsError, ReviewError, UnknownRuleError,
                                      WorkFolderNotFoundError, load_review, metrics_entry, read_accepted_audit)
 from dcase_selfverify.review_render import PIXELS_PER_SECOND
 from dcase_selfverify.review_server import PortInUseError, ReviewServer, UnsafeBindError, serve_review
+from dcase_selfverify.work_folder import WorkFolder
 from dcase_selfverify.selfverify import label_audit
 
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
@@ -129,7 +130,7 @@ def test_page_in_headless_chromium(fresh_work, browser):
         assert js(driver, "return document.activeElement.id") == 'rows'
         target = selected(driver)
         press(driver, 'd')
-        decisions_path = fresh_work/DECISIONS_FILE
+        decisions_path = WorkFolder(fresh_work).decisions_csv
         wait_for(lambda: decisions_path.exists() and target in decisions_path.read_text(), what='the keyboard decision')
         assert set(read_corrections(decisions_path, review.classes)['clip']) == {target}
         Select(driver.find_element(By.ID, 'filter-class')).select_by_value('')
@@ -205,7 +206,7 @@ def test_r_only_where_the_suggestion_is_confident(fresh_work, browser):
         press(driver, 'r')
         assert 'unsure' in banners(driver)
         time.sleep(0.5)
-        assert not (fresh_work/DECISIONS_FILE).exists()
+        assert not (WorkFolder(fresh_work).decisions_csv).exists()
 
 @needs_browser
 def test_lost_server_keeps_the_decision_and_sends_it_later(fresh_work, browser):
@@ -219,9 +220,9 @@ def test_lost_server_keeps_the_decision_and_sends_it_later(fresh_work, browser):
     wait_for(lambda: 'server' in banners(driver) and 'unsaved' in banners(driver), what='the banners')
     assert js(driver, "return document.querySelector(`tr[data-clip='${arguments[0]}']`).dataset.pending", clip) == 'true'
     time.sleep(3)
-    assert 'unsaved' in banners(driver) and not (fresh_work/DECISIONS_FILE).exists()         # the banner stays; nothing written
+    assert 'unsaved' in banners(driver) and not (WorkFolder(fresh_work).decisions_csv).exists()         # the banner stays; nothing written
     with ReviewServer(fresh_work, port=port):
-        decisions_path = fresh_work/DECISIONS_FILE
+        decisions_path = WorkFolder(fresh_work).decisions_csv
         wait_for(lambda: decisions_path.exists() and clip in decisions_path.read_text(), timeout=20, what='the retried decision')
         wait_for(lambda: not {'server', 'unsaved'} & set(banners(driver)), what='the banners to clear')
         assert read_corrections(decisions_path, server.review.classes).set_index('clip').loc[clip].decision == 'drop'
@@ -306,7 +307,7 @@ def test_bad_requests_change_nothing(fresh_work, tmp_path):
         assert send(server, 'POST', '/api/decision', good, {'Content-Type': 'APPLICATION/JSON'})[0] == 200
         assert send(server, 'POST', '/api/decision', good, {'Content-Type': 'application/json; charset=utf-8',
                                                             'Origin': server.url.rstrip('/'), 'Sec-Fetch-Site': 'same-origin'})[0] == 200
-        decisions_path = fresh_work/DECISIONS_FILE
+        decisions_path = WorkFolder(fresh_work).decisions_csv
         before = decisions_path.read_bytes()
         for path in BAD_PATHS + [f'/audio/{clip}/x', f'/audio/{clip}/..', f'/spectrogram/{clip}']:
             assert send(server, 'GET', path)[0] == 404, path
@@ -415,7 +416,7 @@ def test_two_tabs_lose_no_decision(fresh_work):
         tabs = [threading.Thread(target=post_all, args=(clips[i::2],)) for i in range(2)]
         for tab in tabs: tab.start()
         for tab in tabs: tab.join()
-        assert sorted(read_corrections(fresh_work/DECISIONS_FILE, server.review.classes)['clip']) == sorted(clips)
+        assert sorted(read_corrections(WorkFolder(fresh_work).decisions_csv, server.review.classes)['clip']) == sorted(clips)
         state = json.loads(send(server, 'GET', '/api/state')[1])
         assert set(state['decisions']) == set(clips)
 

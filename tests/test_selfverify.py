@@ -29,7 +29,7 @@ def test_cumulative_mode(initial_models, tmp_path, cumulative):
     decisions = [pd.read_csv(tmp_path/f'decisions_{i:02d}.csv') for i in (1, 2)]
     accepted = [set(d.fname[d.accepted]) for d in decisions]
     assert all(len(a) <= 2 * 3 for a in accepted)                        # at most per_class clips per class
-    table = result['table'].set_index(['iteration', 'fold'])
+    table = result.table.set_index(['iteration', 'fold'])
     verified = folds.manually_verified.to_numpy()
     for fold in range(4):
         outside = folds.fold.to_numpy() != fold

@@ -2,7 +2,10 @@
 folder's initial fold models (trained on all clips), judged once with K excerpts as self-verification judges them, then each
 rule's choice and, where the data set knows the truth (`truth.csv`, as the demo data does), its label precision.
 
-    python tools/rules_first_round.py DATA WORK [--preset tiny]
+    python tools/rules_first_round.py DATA WORK [--preset tiny] [--seed S]
+
+`--seed S` judges the models of a comparison's training seed S (`WORK/seed_S/`, or WORK itself for the first seed) with the
+excerpts its first round drew.
 """
 import argparse, json
 import numpy as np
@@ -13,21 +16,25 @@ from dcase_selfverify.model import load_model
 from dcase_selfverify.preprocessing import load_features
 from dcase_selfverify.rules import SELECTION_RULES, Evidence, certified_threshold, make_rule
 from dcase_selfverify.selfverify import candidate_table, judge_candidates, judge_validation
+from dcase_selfverify.work_folder import WorkFolder
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('data'); parser.add_argument('work'); parser.add_argument('--preset', default='tiny')
+    parser.add_argument('--seed', type=int, default=0, help='training seed of a comparison (its models in WORK/seed_S unless S is the run seed)')
     args = parser.parse_args()
-    folds, preset = pd.read_csv(f'{args.work}/folds.csv'), get_preset(args.preset)
+    folds, preset = pd.read_csv(WorkFolder(args.work).folds_csv), get_preset(args.preset)
     classes = sorted(folds.label.unique())
-    specs = torch.from_numpy(load_features(f'{args.work}/features/train', folds.fname, preset.version, preset.n_frames))
+    specs = torch.from_numpy(load_features(WorkFolder(args.work).features('train'), folds.fname, preset.version, preset.n_frames))
     candidates = candidate_table(folds, classes)
     fold_ids = sorted(folds.fold.unique())
-    models = {f: load_model(f'{args.work}/{preset.name}/fold_{f}/best.pth', preset, len(classes)) for f in fold_ids}
+    run_seed = WorkFolder(args.work).read_run().get('seed', 0)
+    folder = WorkFolder(args.work, '' if args.seed == run_seed else f'seed_{args.seed}')
+    models = {f: load_model(folder.fold(preset, f)/'best.pth', preset, len(classes)) for f in fold_ids}
     targets, verified = label_indices(folds.label, classes), folds.manually_verified.astype(bool).to_numpy()
     validation = {f: (np.flatnonzero((folds.fold == f).to_numpy() & verified), targets[(folds.fold == f).to_numpy() & verified]) for f in fold_ids}
-    probs = judge_candidates(models, specs, candidates, preset, seed=1, device='cpu')          # the seed of iteration 1 with run seed 0
-    evidence = Evidence(candidates.given.to_numpy(), probs, *judge_validation(models, specs, validation, preset, 1, 'cpu'))
+    probs = judge_candidates(models, specs, candidates, preset, seed=1000 * args.seed + 1, device='cpu')   # the excerpts of iteration 1
+    evidence = Evidence(candidates.given.to_numpy(), probs, *judge_validation(models, specs, validation, preset, 1000 * args.seed + 1, 'cpu'))
     truth_file = f'{args.data}/truth.csv'
     truth = pd.read_csv(truth_file).set_index('fname').true_label if __import__('os').path.exists(truth_file) else None
     right = folds.label.to_numpy()[candidates.row.to_numpy()] == candidates.fname.map(truth).to_numpy() if truth is not None else None
