@@ -274,7 +274,7 @@ def stage_context(data:str|Path,          # data set folder
 
 # %% ../nbs/07_pipeline.ipynb #ad63aa24
 def ensemble_test(ctx:RunContext,         # the run, after `prepare_features`
-                  members:Sequence[dict],  # `train_preset` or `final_members` results
+                  members:Sequence[TrainedPreset], # `train_preset` or `final_members` results
                  )->tuple[np.ndarray, np.ndarray]: # (test clips, classes) probabilities (NaN rows for clips without features), usable mask
     "The ensemble's probabilities for the test clips (`evaluation.ensemble_predict`: folds, then presets)."
     classes, test = list(ctx.ds.classes), ctx.ds.test
@@ -288,7 +288,7 @@ def ensemble_test(ctx:RunContext,         # the run, after `prepare_features`
 
 # %% ../nbs/07_pipeline.ipynb #646d48ef
 def predict_test(ctx:RunContext,       # the run, after `prepare_features`
-                 members:Sequence[dict], # `train_preset` or `final_members` results
+                 members:Sequence[TrainedPreset], # `train_preset` or `final_members` results
                 )->dict:               # probabilities, usable mask and scores
     "Ensemble predictions for the test clips, a submission, and scores where labels are known."
     classes, test = list(ctx.ds.classes), ctx.ds.test
@@ -323,7 +323,7 @@ def headline_scores(scores:dict)->dict:
     return {}
 
 # %% ../nbs/07_pipeline.ipynb #4430ed97
-def _preset_metrics(ctx:RunContext, member:dict)->dict:
+def _preset_metrics(ctx:RunContext, member:TrainedPreset)->dict:
     "What metrics.json says about one trained preset."
     preset, result = member.preset, member.selfverify
     entry = {'preset': preset.to_dict()}
@@ -335,7 +335,7 @@ def _preset_metrics(ctx:RunContext, member:dict)->dict:
     return entry
 
 # %% ../nbs/07_pipeline.ipynb #51c174a5
-def export_members(members:Sequence[dict], # `train_preset` or `final_members` results
+def export_members(members:Sequence[TrainedPreset], # `train_preset` or `final_members` results
                    classes:Sequence[str],  # class names
                    dest:str|Path,          # folder to write (an earlier export there is replaced)
                    fmt:str='safetensors',  # 'safetensors' or 'torch'
