@@ -14,7 +14,7 @@ from . import __version__
 from .core import UserError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'USER_ERRORS', 'SELF', 'run', 'demo', 'run_summary', 'prepare', 'folds', 'train', 'verify', 'predict',
+__all__ = ['COMMANDS', 'USER_ERRORS', 'SELF', 'run_summary', 'run', 'demo', 'prepare', 'folds', 'train', 'verify', 'predict',
            'evaluate', 'submit', 'tag', 'export', 'compare', 'review', 'main', 'console']
 
 # %% ../nbs/10_cli.ipynb #a59675ea
@@ -32,6 +32,25 @@ def _record_accepted_audit(work:str|Path)->dict:
     entry, path = metrics_entry(work), WorkFolder(work).metrics_json
     if entry and path.exists(): save_json(path, {**load_json(path), **entry})
     return entry
+
+# %% ../nbs/10_cli.ipynb #aa056286
+def run_summary(metrics:dict, # `run_pipeline`'s metrics
+               )->str:        # a few lines for the terminal
+    "The lines `run` ends with: test figures, self-verification per preset, where the files are."
+    lines, test = [], metrics.get('test', {})
+    if 'map3' in test: lines.append(f"test ({test['subset']}, {test['n']} clips): MAP@3 {test['map3']:.4f}, accuracy {test['accuracy']:.4f}")
+    for name, entry in metrics['presets'].items():
+        if 'selfverify' in entry:
+            lines.append(f"{name}: self-verified clips per iteration {[r['n_accepted'] for r in entry['selfverify']]}, kept iteration {entry['best_iteration']}")
+            lines.append(f"{name}: self-verification audit {entry['audit_csv']}")
+    if 'accepted_audit' in metrics:
+        audit = metrics['accepted_audit']
+        lines.append(f"curator's audit of the accepted clips: {audit['errors']} wrong of {audit['checked']} checked, "
+                     f"label precision at least {audit['precision_lower_bound']:.3f} ({audit['confidence']:.0%} confidence)")
+    from dcase_selfverify.work_folder import WorkFolder
+    lines.append(f"metrics: {WorkFolder(metrics['work']).metrics_json}")
+    if 'submission_csv' in metrics: lines.append(f"submission: {metrics['submission_csv']}")
+    return '\n'.join(lines)
 
 # %% ../nbs/10_cli.ipynb #10839a62
 @call_parse
@@ -71,25 +90,6 @@ def demo(out:str='dcase_demo',       # folder for the demo data, work folder and
     "Generate a synthetic data set and run the whole pipeline on it (tiny preset, CPU); write a report."
     from dcase_selfverify.demo import demo_summary, run_demo
     print('\n' + demo_summary(run_demo(out, quick, not no_progress)))
-
-# %% ../nbs/10_cli.ipynb #aa056286
-def run_summary(metrics:dict, # `run_pipeline`'s metrics
-               )->str:        # a few lines for the terminal
-    "The lines `run` ends with: test figures, self-verification per preset, where the files are."
-    lines, test = [], metrics.get('test', {})
-    if 'map3' in test: lines.append(f"test ({test['subset']}, {test['n']} clips): MAP@3 {test['map3']:.4f}, accuracy {test['accuracy']:.4f}")
-    for name, entry in metrics['presets'].items():
-        if 'selfverify' in entry:
-            lines.append(f"{name}: self-verified clips per iteration {[r['n_accepted'] for r in entry['selfverify']]}, kept iteration {entry['best_iteration']}")
-            lines.append(f"{name}: self-verification audit {entry['audit_csv']}")
-    if 'accepted_audit' in metrics:
-        audit = metrics['accepted_audit']
-        lines.append(f"curator's audit of the accepted clips: {audit['errors']} wrong of {audit['checked']} checked, "
-                     f"label precision at least {audit['precision_lower_bound']:.3f} ({audit['confidence']:.0%} confidence)")
-    from dcase_selfverify.work_folder import WorkFolder
-    lines.append(f"metrics: {WorkFolder(metrics['work']).metrics_json}")
-    if 'submission_csv' in metrics: lines.append(f"submission: {metrics['submission_csv']}")
-    return '\n'.join(lines)
 
 # %% ../nbs/10_cli.ipynb #d6c0d01a
 @call_parse
