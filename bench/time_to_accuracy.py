@@ -154,7 +154,7 @@ def main(data:str='demo',              # 'demo', 'sounds' (bench/debian_sounds.p
         folds = ','.join(str(f) for f in sorted(histories.fold.unique()))
         load_start = tuple(max(m['load_start'][i] for m in meta) for i in range(3))
         load_end = tuple(max(m['load_end'][i] for m in meta) for i in range(3))
-        processes = len(meta)
+        processes, threads = len(meta), meta[0].get('threads', torch.get_num_threads())
     else:
         histories = []
         for i, fold in enumerate(int(f) for f in folds.split(',')):
@@ -166,12 +166,12 @@ def main(data:str='demo',              # 'demo', 'sounds' (bench/debian_sounds.p
                       f"{history.seconds.iloc[-1]:.0f} s (CPU {history.cpu_seconds.iloc[-1]:.0f} s), load {os.getloadavg()[0]:.2f}", flush=True)
                 pd.concat(histories).to_csv(out/f"time_to_accuracy_{name}_folds{folds.replace(',', '')}.csv", index=False)
         histories = pd.concat(histories, ignore_index=True)
-        load_end, processes = os.getloadavg(), 1
-        (out/f"time_to_accuracy_{name}_folds{folds.replace(',', '')}.json").write_text(json.dumps(dict(load_start=load_start, load_end=load_end)))
+        load_end, processes, threads = os.getloadavg(), 1, torch.get_num_threads()
+        (out/f"time_to_accuracy_{name}_folds{folds.replace(',', '')}.json").write_text(json.dumps(dict(load_start=load_start, load_end=load_end, threads=threads)))
     histories = histories[histories.recipe.isin(names)]
     result = summary(histories, names)
     print(result.round(3).to_string())
-    info = dict(date=datetime.date.today().isoformat(), folds=folds, threads=torch.get_num_threads(), nproc=os.cpu_count(), cpu=cpu_model(),
+    info = dict(date=datetime.date.today().isoformat(), folds=folds, threads=threads, nproc=os.cpu_count(), cpu=cpu_model(),
                 load_start=load_start, load_end=load_end, processes=processes,
                 data=f"{len(table)} training clips, {len(ctx.ds.classes)} classes, folder `{folder}`")
     plot(histories, names, out/f'time_to_accuracy_{name}.png', f"{name}: {info['date']}, load {load_start[0]:.1f}")
