@@ -51,17 +51,22 @@ def make_work(folder:Path, n_rows:int, n_classes:int=41, seed:int=0)->Path:
     (folder/'metrics.json').write_text(json.dumps({'classes': classes}))
     return folder
 
-def baseline_module(commit:str=BASELINE):
-    "The review module of `commit`, loaded from git as `baseline_review` (its relative imports made absolute)."
-    source = subprocess.run(['git', '-C', str(ROOT), 'show', f'{commit}:dcase_selfverify/review.py'], capture_output=True, text=True, check=True).stdout
-    source = re.sub(r'from \.(\w+) import', r'from dcase_selfverify.\1 import', source)
-    path = Path(tempfile.mkdtemp())/'baseline_review.py'
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location('baseline_review', path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['baseline_review'] = module
-    spec.loader.exec_module(module)
-    return module
+def baseline_module(commit:str=BASELINE, own:tuple=('corrections',)):
+    """The review module of `commit`, loaded from git as `baseline_review`. The modules named in `own` come from the same commit
+    (as `baseline_<name>`: the page's decisions code has changed since); its other relative imports use this checkout's package."""
+    def load(name:str):
+        source = subprocess.run(['git', '-C', str(ROOT), 'show', f'{commit}:dcase_selfverify/{name}.py'], capture_output=True, text=True, check=True).stdout
+        for dependency in own: source = source.replace(f'from .{dependency} import', f'from baseline_{dependency} import')
+        source = re.sub(r'from \.(\w+) import', r'from dcase_selfverify.\1 import', source)
+        path = Path(tempfile.mkdtemp())/f'baseline_{name}.py'
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(f'baseline_{name}', path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f'baseline_{name}'] = module
+        spec.loader.exec_module(module)
+        return module
+    for dependency in own: load(dependency)
+    return load('review')
 
 def browser(profile:Path):
     from selenium import webdriver
