@@ -16,8 +16,8 @@ import pandas as pd
 __all__ = ['FSD_CLASSES', 'PRESETS', 'AUDIO_SUFFIXES', 'KAGGLE_INPUT', 'UserError', 'normalize_label', 'LabelError',
            'class_index', 'label_indices', 'Preset', 'PresetError', 'get_preset', 'atomic_write', 'save_array',
            'save_json', 'load_json', 'save_csv', 'atomic_folder', 'feature_cache_folder', 'feature_file',
-           'DatasetError', 'read_csv_table', 'read_train_csv', 'read_test_csv', 'AudioDataset', 'find_dataset',
-           'map_at_3', 'default_device', 'seed_everything']
+           'feature_summary_file', 'DatasetError', 'read_csv_table', 'read_train_csv', 'read_test_csv', 'AudioDataset',
+           'find_dataset', 'map_at_3', 'default_device', 'seed_everything']
 
 # %% ../nbs/00_core.ipynb #1bc9707d
 class UserError(Exception):
@@ -206,6 +206,12 @@ def feature_file(cache_folder:Path, # a version's folder (`feature_cache_folder`
                 )->Path:            # its spectrogram file
     "One clip's spectrogram file."
     return Path(cache_folder)/f'{fname}.npy'
+
+# %% ../nbs/00_core.ipynb #4f3807ec
+def feature_summary_file(cache_folder:Path, # a version's folder (`feature_cache_folder`)
+                        )->Path:            # the table of every clip's status, frames and seconds
+    "The summary table feature extraction writes for one version."
+    return Path(cache_folder)/'summary.csv'
 
 # %% ../nbs/00_core.ipynb #9aa5dc65
 class DatasetError(UserError, ValueError):

@@ -14,7 +14,7 @@ import pandas as pd
 import soundfile as sf
 import soxr
 import librosa
-from .core import UserError, feature_cache_folder, feature_file, save_array, save_json, load_json, save_csv
+from .core import UserError, feature_cache_folder, feature_file, feature_summary_file, save_array, save_json, load_json, save_csv
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOPS', 'N_BANDS', 'N_FRAMES', 'CACHE_FORMAT', 'SOX_PEAK', 'SILENCE_PEAK', 'SUMMARY_COLUMNS',
@@ -354,7 +354,7 @@ def _typed(rows:pd.DataFrame)->pd.DataFrame:
 # %% ../nbs/01_preprocessing.ipynb #b8a3db51
 def _known_rows(folder:Path)->pd.DataFrame:
     "Every clip the cache knows about: `summary.csv` updated by the progress log of an interrupted run."
-    rows = pd.concat([_read_rows(folder/'summary.csv'), _read_rows(folder/'progress.csv')], ignore_index=True)
+    rows = pd.concat([_read_rows(feature_summary_file(folder)), _read_rows(folder/'progress.csv')], ignore_index=True)
     return rows.drop_duplicates('fname', keep='last').reset_index(drop=True)
 
 # %% ../nbs/01_preprocessing.ipynb #6c3077ed
@@ -467,11 +467,11 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
             new_rows.append(row)
     summary = pd.concat([known, _typed(pd.DataFrame(new_rows, columns=SUMMARY_COLUMNS))], ignore_index=True)
     summary = summary.drop_duplicates('fname', keep='last').sort_values('fname').reset_index(drop=True)
-    save_csv(folder/'summary.csv', summary)
+    save_csv(feature_summary_file(folder), summary)
     (folder/'progress.csv').unlink(missing_ok=True)
     result = summary.set_index('fname').loc[list(clips.fname)].reset_index()
     failed = result[result.status == 'failed']
-    if len(failed): warnings.warn(f"{len(failed)} of {len(result)} clips failed (see {folder/'summary.csv'}): " +
+    if len(failed): warnings.warn(f"{len(failed)} of {len(result)} clips failed (see {feature_summary_file(folder)}): " +
                                   '; '.join(failed.error.head(3)) + (' ...' if len(failed) > 3 else ''))
     return result
 

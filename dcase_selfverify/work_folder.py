@@ -73,7 +73,7 @@ def feature_file(self:WorkFolder, split:str, version:int, fname:str)->Path:
 @patch
 def feature_summary(self:WorkFolder, split:str, version:int)->Path:
     "The summary table feature extraction writes for one split and version (status, frames and seconds of every clip)."
-    return self.features(split, version)/'summary.csv'
+    return core.feature_summary_file(self.features(split, version))
 
 # %% ../nbs/06b_work_folder.ipynb #f6840b61
 @patch

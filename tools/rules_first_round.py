@@ -23,14 +23,15 @@ def main():
     parser.add_argument('data'); parser.add_argument('work'); parser.add_argument('--preset', default='tiny')
     parser.add_argument('--seed', type=int, default=0, help='training seed of a comparison (its models in WORK/seed_S unless S is the run seed)')
     args = parser.parse_args()
-    folds, preset = pd.read_csv(WorkFolder(args.work).folds_csv), get_preset(args.preset)
+    work = WorkFolder(args.work)
+    folds, preset = pd.read_csv(work.folds_csv), get_preset(args.preset)
     classes = sorted(folds.label.unique())
-    specs = torch.from_numpy(load_features(WorkFolder(args.work).features('train'), folds.fname, preset.version, preset.n_frames))
+    specs = torch.from_numpy(load_features(work.features('train'), folds.fname, preset.version, preset.n_frames))
     candidates = candidate_table(folds, classes)
     fold_ids = sorted(folds.fold.unique())
-    run_seed = WorkFolder(args.work).read_run().get('seed', 0)
-    folder = WorkFolder(args.work, '' if args.seed == run_seed else f'seed_{args.seed}')
-    models = {f: load_model(folder.fold(preset, f)/'best.pth', preset, len(classes)) for f in fold_ids}
+    run_seed = work.read_run().get('seed', 0)
+    models_folder = work.for_run('' if args.seed == run_seed else f'seed_{args.seed}')
+    models = {f: load_model(models_folder.fold(preset, f)/'best.pth', preset, len(classes)) for f in fold_ids}
     targets, verified = label_indices(folds.label, classes), folds.manually_verified.astype(bool).to_numpy()
     validation = {f: (np.flatnonzero((folds.fold == f).to_numpy() & verified), targets[(folds.fold == f).to_numpy() & verified]) for f in fold_ids}
     probs = judge_candidates(models, specs, candidates, preset, seed=1000 * args.seed + 1, device='cpu')   # the excerpts of iteration 1
