@@ -103,7 +103,7 @@ def prepare(data:str,            # data set folder
     from dcase_selfverify.pipeline import DEFAULT_PRESETS, open_run, prepare_features
     ctx = open_run(data, out, preset or DEFAULT_PRESETS, n_workers=workers, progress=not no_progress)
     prepare_features(ctx)
-    print(f"features: {ctx.folder.features('train').parent}")
+    print(f"features: {ctx.folder.features_root}")
 
 # %% ../nbs/10_cli.ipynb #fe28dd54
 @call_parse
