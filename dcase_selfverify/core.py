@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['FSD_CLASSES', 'PRESETS', 'AUDIO_SUFFIXES', 'KAGGLE_INPUT', 'UserError', 'normalize_label', 'LabelError',
-           'class_index', 'label_indices', 'Preset', 'PresetError', 'get_preset', 'atomic_write', 'save_array',
-           'save_json', 'load_json', 'save_csv', 'atomic_folder', 'feature_cache_folder', 'feature_file',
-           'feature_summary_file', 'DatasetError', 'read_csv_table', 'read_train_csv', 'read_test_csv', 'AudioDataset',
-           'find_dataset', 'map_at_3', 'default_device', 'seed_everything']
+__all__ = ['FSD_CLASSES', 'PRESETS', 'DEFAULT_RULE', 'AUDIO_SUFFIXES', 'KAGGLE_INPUT', 'UserError', 'normalize_label',
+           'LabelError', 'class_index', 'label_indices', 'Preset', 'PresetError', 'get_preset', 'atomic_write',
+           'save_array', 'save_json', 'load_json', 'save_csv', 'atomic_folder', 'DatasetError', 'read_csv_table',
+           'read_train_csv', 'read_test_csv', 'AudioDataset', 'find_dataset', 'map_at_3', 'default_device',
+           'seed_everything']
 
 # %% ../nbs/00_core.ipynb #1bc9707d
 class UserError(Exception):
@@ -124,6 +124,9 @@ def get_preset(name:str|Preset, # a preset name from `PRESETS`, or a `Preset`
     else: raise PresetError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return preset.replace(**changes) if changes else preset
 
+# %% ../nbs/00_core.ipynb #c470228e
+DEFAULT_RULE = 'paper'   # the selection rule of a run that names none (`rules.RULES`)
+
 # %% ../nbs/00_core.ipynb #7fab6513
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # the file to (re)write
@@ -192,26 +195,6 @@ def atomic_folder(path:str|Path, # the folder to create or replace
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-
-# %% ../nbs/00_core.ipynb #74ddbb99
-def feature_cache_folder(cache_dir:str|Path, # a feature cache (the work folder's `features/<split>`)
-                         version:int,        # spectrogram version
-                        )->Path:             # the folder of that version's spectrograms (and their `summary.csv`)
-    "Where one spectrogram version lives in a feature cache."
-    return Path(cache_dir)/f'v{version}'
-
-# %% ../nbs/00_core.ipynb #5c3677b5
-def feature_file(cache_folder:Path, # a version's folder (`feature_cache_folder`)
-                 fname:str,         # the clip's file name
-                )->Path:            # its spectrogram file
-    "One clip's spectrogram file."
-    return Path(cache_folder)/f'{fname}.npy'
-
-# %% ../nbs/00_core.ipynb #4f3807ec
-def feature_summary_file(cache_folder:Path, # a version's folder (`feature_cache_folder`)
-                        )->Path:            # the table of every clip's status, frames and seconds
-    "The summary table feature extraction writes for one version."
-    return Path(cache_folder)/'summary.csv'
 
 # %% ../nbs/00_core.ipynb #9aa5dc65
 class DatasetError(UserError, ValueError):

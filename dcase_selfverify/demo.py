@@ -15,7 +15,7 @@ from .selfverify import label_audit
 from .evaluation import confusion, per_class_report, plot_confusion, plot_per_class_f1
 from .pipeline import read_predictions, run_pipeline
 from .training import still_improving
-from .work_folder import WorkFolder
+from .work_folder import SelfVerifyFolder, WorkFolder
 
 # %% auto #0
 __all__ = ['DEMO_SETTINGS', 'demo_preset', 'selfverify_precision', 'training_curves', 'write_demo_report', 'run_demo',
@@ -38,8 +38,9 @@ def selfverify_precision(work:str|Path,      # work folder of a run
     "Per iteration: clips self-verified and the share whose given label is the true one, against all candidates."
     true_of = truth.set_index('fname').true_label
     rows = []
-    for path in sorted(WorkFolder(work).selfverify(preset_name).glob('decisions_*.csv')):
-        decisions = pd.read_csv(path)
+    verification = SelfVerifyFolder(WorkFolder(work).selfverify(preset_name))
+    for iteration in verification.judged():
+        decisions = pd.read_csv(verification.decisions(iteration))
         correct = decisions.given_label.to_numpy() == decisions.fname.map(true_of).to_numpy()
         accepted = decisions.accepted.astype(bool).to_numpy()
         rows.append({'iteration': int(decisions.iteration.iloc[0]), 'candidates': len(decisions), 'accepted': int(accepted.sum()),
@@ -69,8 +70,8 @@ def training_curves(work:Path,        # work folder of a run
                     preset_name:str,  # which preset's initial fold models
                    )->pd.DataFrame:   # every fold's epochs: fold, epoch, valid_loss, accuracy, map3, ...
     "The initial training's epoch histories of all folds of a preset, from their `history.csv`."
-    paths = sorted(WorkFolder(work).initial(preset_name).glob('fold_*/history.csv'))
-    return pd.concat([pd.read_csv(p).assign(fold=int(p.parent.name.removeprefix('fold_'))) for p in paths], ignore_index=True) if paths else pd.DataFrame()
+    runs = WorkFolder(work).trained_folds(preset_name)
+    return pd.concat([pd.read_csv(run.history).assign(fold=fold) for fold, run in runs.items()], ignore_index=True) if runs else pd.DataFrame()
 
 def _plot_training_curves(curves:pd.DataFrame, path:Path):
     "Validation loss and accuracy by epoch, one line per fold, the kept epoch (lowest loss) marked."
@@ -93,7 +94,7 @@ def _plot_silence_clipping(work:Path, data:Path, path:Path):
     "Spectrogram of the demo clip that silence clipping shortens most, before and after."
     import matplotlib.pyplot as plt
     from dcase_selfverify.preprocessing import load_audio, clip_silence, spectrogram
-    summary = pd.read_csv(WorkFolder(work).feature_summary('train', 1))
+    summary = pd.read_csv(WorkFolder(work).feature_cache('train', 1).summary)
     summary = summary[(summary.status == 'ok') & (summary.seconds < 10)]
     row = summary.loc[(summary.seconds - summary.clipped_seconds).idxmax()]
     signal = load_audio(find_dataset(data).train.set_index('fname').path[row.fname])
@@ -140,9 +141,9 @@ def _selfverify_section(work:Path, name:str, entry:dict, truth:pd.DataFrame, rep
         shares = [f"{p.precision_accepted:.3f}", f"{p.precision_unverified:.3f}"] if p is not None else ['-', '-']
         lines.append(f"| {r['iteration']} | {r['n_accepted']} | {shares[0]} | {shares[1]} | {r['valid_loss']:.4f} | {r['accuracy']:.3f} | {r['map3']:.3f} |")
     _plot_selfverify(precision, rows, report/'selfverify_precision.png')
-    decisions = sorted(WorkFolder(work).selfverify(name).glob('decisions_*.csv'))
-    if decisions:
-        audit = label_audit(pd.read_csv(decisions[-1]))
+    verification = SelfVerifyFolder(WorkFolder(work).selfverify(name))
+    if verification.judged():
+        audit = label_audit(pd.read_csv(verification.decisions(verification.judged()[-1])))
         wrong = int((audit.given_label.to_numpy() != audit['clip'].map(truth.set_index('fname').true_label).to_numpy()).sum())
         save_csv(report/'label_audit.csv', audit)
         entry['label_audit'] = {'flagged': len(audit), 'really_mislabelled': wrong}

@@ -23,7 +23,7 @@ from .selfverify import SelfVerifyResult, self_verify
 from .noisy_labels import DEFAULT_STRATEGY, Strategy, strategy as get_strategy
 from .evaluation import ensemble_predict, evaluate_test, fill_failed, write_submission
 from .training import fold_data, release_learner, scaled_constant_epochs, still_improving, train_fold
-from .work_folder import WorkFolder
+from .work_folder import SelfVerifyFolder, TrainingFolder, WorkFolder
 
 # %% auto #0
 __all__ = ['DEFAULT_PRESETS', 'PipelineError', 'check_presets', 'adjust_presets', 'RunContext', 'open_run', 'prepare_features',
@@ -206,7 +206,7 @@ def train_initial(ctx:RunContext,                   # the run
         release_learner(learn)
         ctx.log(f"{preset.name} fold {fold}: best epoch {int(history.epoch[best])} of {len(history)}, "
                 f"valid loss {history.valid_loss[best]:.4f}, accuracy {history.accuracy[best]:.3f} ({time.time() - started:.0f} s)")
-        initial[fold] = folder/'best.pth'
+        initial[fold] = TrainingFolder(folder).best
     if (warning := still_improving(best_epochs, preset.epochs)): ctx.log(f"{preset.name}: {warning}")
     return initial
 
@@ -245,9 +245,9 @@ def final_members(ctx:RunContext,     # the run
     "The kept checkpoints of each preset: self-verification's choice, else the initial models."
     members = []
     for preset in ctx.presets:
-        result_path = ctx.selfverify_folder(preset)/'result.json'
+        result_path = SelfVerifyFolder(ctx.selfverify_folder(preset)).result_json
         if ctx.strategy.selfverify and result_path.exists(): final = {int(k): Path(v) for k, v in load_json(result_path)['checkpoints'].items()}
-        else: final = {f: ctx.folder.fold(preset, f, ctx.strategy.variant)/'best.pth' for f in sorted(folds.fold.unique())}
+        else: final = {f: TrainingFolder(ctx.folder.fold(preset, f, ctx.strategy.variant)).best for f in sorted(folds.fold.unique())}
         missing = [str(c) for c in final.values() if not Path(c).exists()]
         if missing: raise PipelineError(f"{preset.name} has no trained models ({', '.join(missing[:2])} ...); run `dcase-selfverify train` first")
         members.append(TrainedPreset(preset, final))
@@ -331,7 +331,7 @@ def _preset_metrics(ctx:RunContext, member:TrainedPreset)->dict:
         entry['selfverify'] = [{'iteration': int(i), 'n_accepted': int(g.n_accepted.sum()), 'valid_loss': float(g.valid_loss.mean()),
                                 'accuracy': float(g.accuracy.mean()), 'map3': float(g.map3.mean())} for i, g in result.table.groupby('iteration')]
         entry['best_iteration'] = result.best_iteration
-        entry['audit_csv'] = str(ctx.selfverify_folder(preset)/'audit.csv')
+        entry['audit_csv'] = str(SelfVerifyFolder(ctx.selfverify_folder(preset)).audit_csv)
     return entry
 
 # %% ../nbs/07_pipeline.ipynb #51c174a5

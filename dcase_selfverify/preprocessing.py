@@ -14,7 +14,8 @@ import pandas as pd
 import soundfile as sf
 import soxr
 import librosa
-from .core import UserError, feature_cache_folder, feature_file, feature_summary_file, save_array, save_json, load_json, save_csv
+from .core import UserError, save_array, save_json, load_json, save_csv
+from .work_folder import FeatureCache
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'N_FFT', 'HOPS', 'N_BANDS', 'N_FRAMES', 'CACHE_FORMAT', 'SOX_PEAK', 'SILENCE_PEAK', 'SUMMARY_COLUMNS',
@@ -326,14 +327,14 @@ def cache_manifest(version:int=1, sr:int=SAMPLE_RATE, clip:bool=True)->dict:
 # %% ../nbs/01_preprocessing.ipynb #4d1501f6
 def _check_manifest(folder:Path, manifest:dict, create:bool=True):
     "Write `manifest.json` into a new cache, or raise if the existing one has other parameters."
-    path = folder/'manifest.json'
+    path = FeatureCache(folder).manifest
     if path.is_file():
         found = load_json(path)
         if found != manifest:
             raise FeatureCacheError(f"The feature cache {folder} was made with other parameters.\n  cache:     {found}\n"
                                     f"  requested: {manifest}\nUse another cache_dir, or delete {folder} to rebuild it.")
     elif create: save_json(path, manifest)
-    else: raise FeatureCacheError(f"No feature cache in {folder} (manifest.json missing); run extract_features first")
+    else: raise FeatureCacheError(f"No feature cache in {folder} ({path.name} missing); run extract_features first")
 
 # %% ../nbs/01_preprocessing.ipynb #6f2a4f34
 def _read_rows(path:Path)->pd.DataFrame:
@@ -354,7 +355,8 @@ def _typed(rows:pd.DataFrame)->pd.DataFrame:
 # %% ../nbs/01_preprocessing.ipynb #b8a3db51
 def _known_rows(folder:Path)->pd.DataFrame:
     "Every clip the cache knows about: `summary.csv` updated by the progress log of an interrupted run."
-    rows = pd.concat([_read_rows(feature_summary_file(folder)), _read_rows(folder/'progress.csv')], ignore_index=True)
+    cache = FeatureCache(folder)
+    rows = pd.concat([_read_rows(cache.summary), _read_rows(cache.progress)], ignore_index=True)
     return rows.drop_duplicates('fname', keep='last').reset_index(drop=True)
 
 # %% ../nbs/01_preprocessing.ipynb #6c3077ed
@@ -444,7 +446,8 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
     if missing_columns: raise ValueError(f"clips lacks column(s) {sorted(missing_columns)}; it has {list(clips.columns)}")
     duplicated = clips.fname[clips.fname.duplicated()]
     if len(duplicated): raise ValueError(f"clips has duplicate fnames: {list(duplicated[:10])}")
-    folder = feature_cache_folder(cache_dir, version)
+    cache = FeatureCache.of(cache_dir, version)
+    folder = cache.folder
     folder.mkdir(parents=True, exist_ok=True)
     _check_manifest(folder, cache_manifest(version, sr, clip))
     for stale in folder.glob('.*.tmp'):   # a killed run's leftovers; another process's write in flight is younger than a minute
@@ -452,11 +455,11 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
             if time.time() - stale.stat().st_mtime > 60: stale.unlink()
     known = _known_rows(folder)
     finished = set(known.fname[known.status.isin(_DONE)])
-    jobs = [(f, str(p), str(feature_file(folder, f)), version, sr, clip) for f, p in zip(clips.fname, clips.path)
-            if not (f in finished and feature_file(folder, f).is_file())]
+    jobs = [(f, str(p), str(cache.clip(f)), version, sr, clip) for f, p in zip(clips.fname, clips.path)
+            if not (f in finished and cache.clip(f).is_file())]
     if n_workers is None: n_workers = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     new_rows = []
-    with open(folder/'progress.csv', 'a', newline='') as log_file:
+    with open(cache.progress, 'a', newline='') as log_file:
         if log_file.tell() == 0: _append_row(log_file, dict(zip(SUMMARY_COLUMNS, SUMMARY_COLUMNS)))
         results = _run_jobs(jobs, min(n_workers, max(len(jobs), 1)))
         if progress and jobs:
@@ -467,11 +470,11 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
             new_rows.append(row)
     summary = pd.concat([known, _typed(pd.DataFrame(new_rows, columns=SUMMARY_COLUMNS))], ignore_index=True)
     summary = summary.drop_duplicates('fname', keep='last').sort_values('fname').reset_index(drop=True)
-    save_csv(feature_summary_file(folder), summary)
-    (folder/'progress.csv').unlink(missing_ok=True)
+    save_csv(cache.summary, summary)
+    cache.progress.unlink(missing_ok=True)
     result = summary.set_index('fname').loc[list(clips.fname)].reset_index()
     failed = result[result.status == 'failed']
-    if len(failed): warnings.warn(f"{len(failed)} of {len(result)} clips failed (see {feature_summary_file(folder)}): " +
+    if len(failed): warnings.warn(f"{len(failed)} of {len(result)} clips failed (see {cache.summary}): " +
                                   '; '.join(failed.error.head(3)) + (' ...' if len(failed) > 3 else ''))
     return result
 
@@ -482,14 +485,15 @@ def load_features(cache_dir:str|Path,    # cache root given to `extract_features
                   n_frames:int=N_FRAMES, # frames per clip after `fix_length`
                  )->np.ndarray:          # float16 (len(fnames), 128, n_frames)
     "Load cached spectrograms into one preallocated array, each made `n_frames` long by `fix_length`."
-    folder = feature_cache_folder(cache_dir, version)
-    if not (folder/'manifest.json').is_file():
-        raise FeatureCacheError(f"No version-{version} feature cache in {folder} (manifest.json missing); run extract_features first")
-    paths = [feature_file(folder, f) for f in fnames]
+    cache = FeatureCache.of(cache_dir, version)
+    folder = cache.folder
+    if not cache.manifest.is_file():
+        raise FeatureCacheError(f"No version-{version} feature cache in {folder} ({cache.manifest.name} missing); run extract_features first")
+    paths = [cache.clip(f) for f in fnames]
     missing = [f for f, p in zip(fnames, paths) if not p.is_file()]
     if missing:
         raise FeatureCacheError(f"{len(missing)} of {len(paths)} clips are not in the cache {folder}: " + ', '.join(missing[:10]) +
-                                (' ...' if len(missing) > 10 else '') + " (failed or never extracted; see summary.csv)")
+                                (' ...' if len(missing) > 10 else '') + f" (failed or never extracted; see {cache.summary})")
     features = np.empty((len(paths), N_BANDS, n_frames), np.float16)
     for i, path in enumerate(paths): features[i] = fix_length(np.load(path), n_frames)
     return features

@@ -14,7 +14,7 @@ import pandas as pd
 from .core import DatasetError, UserError, atomic_write, find_dataset, load_json
 from .corrections import read_corrections
 from .rules import DEFAULT_RULE
-from .work_folder import WorkFolder, preset_of, rule_of
+from .work_folder import SelfVerifyFolder, WorkFolder, preset_of, rule_of
 
 # %% auto #0
 __all__ = ['JUDGMENT_COLUMNS', 'ERROR_DECISIONS', 'ReviewError', 'WorkFolderNotFoundError', 'NoResultsError', 'UnknownRuleError',
@@ -48,15 +48,12 @@ class AcceptedAuditFileError(ReviewError):
     "`WORK/review/accepted_audit.json` exists but cannot be read back."
 
 # %% ../nbs/09_review.ipynb #202b37cb
-def _has_results(folder:Path)->bool:
-    return (folder/'audit.csv').is_file() or any(folder.glob('decisions_*.csv'))
-
 def find_rules(work:str|Path, # a work folder of `run` or `verify`
               )->dict[str, list[Path]]: # rule -> its `selfverify*` folders (one per preset and strategy), sorted
     "Every rule whose self-verification results `work` holds."
     found = {}
     for folder in WorkFolder(work).selfverify_folders():
-        if _has_results(folder): found.setdefault(rule_of(folder), []).append(folder)
+        if SelfVerifyFolder(folder).has_results: found.setdefault(rule_of(folder), []).append(folder)
     return found
 
 # %% ../nbs/09_review.ipynb #3a462bb7
@@ -78,12 +75,12 @@ JUDGMENT_COLUMNS = ['preset', 'iteration', 'fold', 'fname', 'given_label', 'pred
 
 def _folder_judgments(folder:Path)->list[tuple[pd.DataFrame, np.ndarray|None]]:
     "Each decisions table of one selfverify folder with its posteriors (None where not saved)."
-    found = []
-    for path in sorted(folder.glob('decisions_*.csv')):
-        probs_path = path.with_name(path.name.replace('decisions_', 'posteriors_').replace('.csv', '.npy'))
-        found.append((pd.read_csv(path), np.load(probs_path) if probs_path.is_file() else None))
-    if not found and (folder/'audit.csv').is_file():
-        found = [(pd.read_csv(folder/'audit.csv').rename(columns={'clip': 'fname'}), None)]
+    files, found = SelfVerifyFolder(folder), []
+    for iteration in files.judged():
+        probs_path = files.posteriors(iteration)
+        found.append((pd.read_csv(files.decisions(iteration)), np.load(probs_path) if probs_path.is_file() else None))
+    if not found and files.audit_csv.is_file():
+        found = [(pd.read_csv(files.audit_csv).rename(columns={'clip': 'fname'}), None)]
     return found
 
 def _accepted(column:pd.Series)->pd.Series:
@@ -184,10 +181,11 @@ def kept_accepted(folders:Sequence[Path], # the `selfverify*` folders of one rul
     "The clips accepted in the kept iteration of each folder (`best_iteration` of `result.json`, accepted rows of `audit.csv`)."
     clips, kept = set(), {}
     for folder in folders:
-        if not (folder/'result.json').is_file() or not (folder/'audit.csv').is_file():
-            raise AuditSampleError(f"{folder} has no kept iteration yet (result.json and audit.csv are written when self-verification ends)")
-        best = int(load_json(folder/'result.json')['best_iteration'])
-        audit = pd.read_csv(folder/'audit.csv')
+        files = SelfVerifyFolder(folder)
+        if not files.result_json.is_file() or not files.audit_csv.is_file():
+            raise AuditSampleError(f"{folder} has no kept iteration yet ({files.result_json.name} and {files.audit_csv.name} are written when self-verification ends)")
+        best = int(load_json(files.result_json)['best_iteration'])
+        audit = pd.read_csv(files.audit_csv)
         clips |= set(audit['clip'][(audit.iteration == best) & _accepted(audit.accepted)])
         kept[f'{folder.parent.name}/{folder.name}'] = best
     return sorted(clips), kept
@@ -259,11 +257,11 @@ def _feature_paths(work:Path, clips:pd.DataFrame)->tuple[dict, dict, pd.DataFram
     versions = {p['name']: p.get('version', 1) for p in folder.read_run().get('presets', [])}
     paths, clip_versions, summaries = {}, {}, []
     for version in sorted(set(versions.values()) or {1}):
-        summary_path = folder.feature_summary('train', version)
+        summary_path = folder.feature_cache('train', version).summary
         if summary_path.is_file(): summaries.append(pd.read_csv(summary_path))
     for clip, presets in zip(clips['clip'], clips.presets):
         for version in [versions.get(preset_of(p, versions), 1) for p in presets]:
-            path = folder.feature_file('train', version, clip)
+            path = folder.feature_cache('train', version).clip(clip)
             if path.is_file():
                 paths[clip], clip_versions[clip] = path, int(version)
                 break

@@ -16,6 +16,7 @@ from .core import Preset, get_preset, label_indices, load_json, map_at_3, save_a
 from .model import load_model, predict
 from .rules import Evidence, RuleError, SelectionRule, make_rule
 from .training import FoldData, fit_resumable, fold_data, make_learner, release_learner
+from .work_folder import SelfVerifyFolder
 
 # %% auto #0
 __all__ = ['candidate_table', 'judge_candidates', 'select_clips', 'judge_validation', 'validation_scores', 'finetune_fold',
@@ -120,7 +121,7 @@ def best_iteration(table:pd.DataFrame, # one row per iteration and fold with val
 # %% ../nbs/05_selfverify.ipynb #704070f4
 def _check_rule_record(work:Path, rule:SelectionRule):
     "Record the rule's settings in `work/rule.json`, or refuse a folder made with another rule or other settings."
-    path = work/'rule.json'
+    path = SelfVerifyFolder(work).rule_json
     if path.exists() and load_json(path) != rule.settings():
         raise RuleError(f"{work} was made with {load_json(path)}, not {rule.settings()}; use another folder or the same rule settings")
     if not path.exists(): save_json(path, rule.settings())
@@ -129,23 +130,23 @@ def _check_rule_record(work:Path, rule:SelectionRule):
 @dataclasses.dataclass(frozen=True)
 class _Judging:
     "What every iteration's judging shares: where its files go, the clips, the network, the rule, the seed and the device."
-    work:Path; specs:torch.Tensor; candidates:pd.DataFrame; preset:Preset; classes:Sequence[str]; rule:SelectionRule
+    files:SelfVerifyFolder; specs:torch.Tensor; candidates:pd.DataFrame; preset:Preset; classes:Sequence[str]; rule:SelectionRule
     seed:int; device:str|None; validation:dict
 
 def _decide(judging:_Judging, iteration:int, models:dict)->pd.DataFrame:
     "Steps 1 and 2 of one iteration, or their saved outcome: the decisions table (also written with the posteriors and the rule's findings)."
     j = judging
-    decisions_path = j.work/f'decisions_{iteration:02d}.csv'
+    decisions_path = j.files.decisions(iteration)
     if decisions_path.exists(): return pd.read_csv(decisions_path)
     models = {fold: load_model(path, j.preset, len(j.classes)) for fold, path in models.items()}
     probs = judge_candidates(models, j.specs, j.candidates, j.preset, seed=j.seed * 1000 + iteration, device=j.device)
     evidence = judge_validation(models, j.specs, j.validation, j.preset, j.seed * 1000 + iteration, j.device) if j.rule.needs_validation else (None, None)
     decisions = select_clips(j.candidates, probs, j.rule, *evidence)
-    save_json(j.work/f'rule_{iteration:02d}.json', {'iteration': iteration, **decisions.attrs['rule']})
+    save_json(j.files.rule_record(iteration), {'iteration': iteration, **decisions.attrs['rule']})
     decisions.insert(2, 'iteration', iteration)
     decisions['given_label'] = [j.classes[i] for i in decisions.given]
     decisions['predicted_label'] = [j.classes[i] for i in decisions.predicted]
-    save_array(j.work/f'posteriors_{iteration:02d}.npy', probs.astype(np.float32))
+    save_array(j.files.posteriors(iteration), probs.astype(np.float32))
     save_csv(decisions_path, decisions)
     return decisions
 
@@ -171,9 +172,9 @@ def _write_outcome(work:Path, rows:list, audits:list, checkpoints:dict)->SelfVer
     kept = best_iteration(table)
     audit = pd.concat(audits, ignore_index=True) if audits else pd.DataFrame()
     if len(audit):
-        save_csv(work/'audit.csv', audit[['fname', 'fold', 'iteration', 'given_label', 'predicted_label', 'p_given',
+        save_csv(SelfVerifyFolder(work).audit_csv, audit[['fname', 'fold', 'iteration', 'given_label', 'predicted_label', 'p_given',
                                           'p_predicted', 'accepted']].rename(columns={'fname': 'clip'}))
-    save_json(work/'result.json', {'best_iteration': kept, 'checkpoints': {f: str(path) for f, path in checkpoints[kept].items()}})
+    save_json(SelfVerifyFolder(work).result_json, {'best_iteration': kept, 'checkpoints': {f: str(path) for f, path in checkpoints[kept].items()}})
     return SelfVerifyResult(kept, {f: Path(p) for f, p in checkpoints[kept].items()}, table,
                             table.groupby('iteration')[['valid_loss', 'accuracy', 'map3']].mean(), audit,
                             {i: {f: Path(p) for f, p in c.items()} for i, c in checkpoints.items()})
@@ -206,7 +207,8 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
     def fold_split(fold, trusted): return fold_data(specs, folds, fold, classes, train_mask=trusted, usable=usable)
     validation = {fold: (data.valid_idx, data.targets[data.valid_idx].numpy()) for fold, data in
                   ((fold, fold_split(fold, verified)) for fold in sorted(initial))}
-    table_path = work/'iterations.csv'
+    files = SelfVerifyFolder(work)
+    table_path = files.iterations_csv
     rows = [r for r in (pd.read_csv(table_path).to_dict('records') if table_path.exists() else []) if r['iteration'] <= iterations]
     done = {(r['iteration'], r['fold']) for r in rows}
     checkpoints = {0: {fold: Path(path) for fold, path in sorted(initial.items())}}
@@ -215,7 +217,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
         data = fold_split(fold, np.ones(len(folds), bool))
         rows.append(_iteration_row(0, fold, 0, 0, len(data.train_idx), validation_scores(load_model(path, preset, len(classes)), data, device)))
         save_csv(table_path, pd.DataFrame(rows))
-    judging = _Judging(work, specs, candidates, preset, classes, rule, seed, device, validation)
+    judging = _Judging(files, specs, candidates, preset, classes, rule, seed, device, validation)
     ever_accepted, audits = np.zeros(len(folds), bool), []
     for iteration in range(1, iterations + 1):
         decisions = _decide(judging, iteration, checkpoints[iteration - 1])
@@ -224,11 +226,11 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
         if cumulative: accepted |= ever_accepted
         ever_accepted |= accepted
         audits.append(decisions)
-        checkpoints[iteration] = {fold: work/f'iter_{iteration:02d}'/f'fold_{fold}'/'best.pth' for fold in checkpoints[0]}
+        checkpoints[iteration] = {fold: files.training(iteration, fold).best for fold in checkpoints[0]}
         for fold in checkpoints[0]:
             if (iteration, fold) in done: continue
             data = fold_split(fold, verified | accepted)
-            scores = finetune_fold(data, preset, checkpoints[iteration - 1][fold], checkpoints[iteration][fold].parent,
+            scores = finetune_fold(data, preset, checkpoints[iteration - 1][fold], files.training(iteration, fold).folder,
                                    1000 * seed + iteration, device, progress)
             n_fold = int(((fold_of == fold) & accepted).sum())
             rows.append(_iteration_row(iteration, fold, int((candidates.fold == fold).sum()), n_fold, len(data.train_idx), scores))

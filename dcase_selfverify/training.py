@@ -30,7 +30,8 @@ from fastai.optimizer import Adam, Optimizer
 from fastai.torch_core import find_bs
 from fastcore.foundation import L
 from .core import Preset, label_indices, atomic_write, default_device, get_preset, map_at_3, save_csv
-from .model import build_model, cut_excerpts, model_state, predict, read_checkpoint, unwrap
+from .model import build_model, cut_excerpts, model_state, read_checkpoint, unwrap
+from .work_folder import TrainingFolder
 
 # %% auto #0
 __all__ = ['AuthorsAdam', 'map3', 'STILL_IMPROVING', 'to_device_async', 'ExcerptDataLoader', 'mixed_target_cross_entropy',
@@ -344,7 +345,7 @@ class FoldCheckpoint(Callback):
     "Atomically save the last and the best model (lowest validation loss) after every epoch."
     order = 65
     def __init__(self, folder:str|Path, start_epoch:int=0, best_loss:float=math.inf, history:list|None=None, is_main:bool=True):
-        self.folder, self.start_epoch, self.best_loss = Path(folder), start_epoch, best_loss
+        self.files, self.start_epoch, self.best_loss = TrainingFolder(folder), start_epoch, best_loss
         self.history, self.is_main = list(history or []), is_main
 
     def before_epoch(self): self.loss_sum, self.loss_count = None, 0
@@ -366,10 +367,10 @@ class FoldCheckpoint(Callback):
         weights = model_state(self.model)
         if row['valid_loss'] < self.best_loss:
             self.best_loss = row['valid_loss']
-            save_checkpoint(self.folder/'best.pth', {'model': weights, 'epoch': self.epoch, 'valid_loss': self.best_loss})
-        save_checkpoint(self.folder/'last.pth', {'model': weights, 'opt': optimizer_state(self.opt), 'epoch': self.epoch,
+            save_checkpoint(self.files.best, {'model': weights, 'epoch': self.epoch, 'valid_loss': self.best_loss})
+        save_checkpoint(self.files.last, {'model': weights, 'opt': optimizer_state(self.opt), 'epoch': self.epoch,
                                                  'best_loss': self.best_loss, 'history': self.history})
-        save_csv(self.folder/'history.csv', pd.DataFrame(self.history))
+        save_csv(self.files.history, pd.DataFrame(self.history))
 
 # %% ../nbs/04_training.ipynb #c3bebfff
 def fit_resumable(learn:Learner,            # the fold's learner
@@ -383,12 +384,12 @@ def fit_resumable(learn:Learner,            # the fold's learner
                   is_main:bool=True,         # write checkpoints (False on non-zero ranks of a distributed run)
                  )->pd.DataFrame:            # the epoch history
     "Train `learn` for `epochs`, checkpointing every epoch, resuming a killed run; load the best weights at the end."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    files = TrainingFolder(folder)
+    files.folder.mkdir(parents=True, exist_ok=True)
     if learn.opt is None: learn.create_opt()
     start_epoch, best_loss, history = 0, math.inf, []
-    if resume and (folder/'last.pth').exists():
-        state = read_checkpoint(folder/'last.pth')
+    if resume and files.last.exists():
+        state = read_checkpoint(files.last)
         unwrap(learn.model).load_state_dict(model_state(state))
         load_optimizer_state(learn.opt, state['opt'])
         start_epoch, best_loss, history = state['epoch'] + 1, state['best_loss'], state['history']
@@ -400,8 +401,8 @@ def fit_resumable(learn:Learner,            # the fold's learner
         with (contextlib.nullcontext() if progress else quiet(learn)):
             if schedule == 'one_cycle': learn.fit_one_cycle(epochs, lr, cbs=cbs, start_epoch=start_epoch)
             else: learn.fit(epochs, lr, cbs=cbs, start_epoch=start_epoch)
-    unwrap(learn.model).load_state_dict(model_state(folder/'best.pth'))
-    return pd.read_csv(folder/'history.csv')
+    unwrap(learn.model).load_state_dict(model_state(files.best))
+    return pd.read_csv(files.history)
 
 # %% ../nbs/04_training.ipynb #5f7714d9
 def fold_data(specs:torch.Tensor,        # (clips, bins, frames) spectrograms of the training table's rows

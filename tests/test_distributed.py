@@ -44,9 +44,7 @@ EQUIV_SCRIPT = textwrap.dedent('''
 @pytest.fixture(scope='module')
 def toy_data(tmp_path_factory):
     "32 clips of 3 classes whose energy sits in different frequency bands, 4 folds, 400 frames."
-    folder = write_toy_folds(tmp_path_factory.mktemp('toy'), 32)
-    (folder/'equiv.py').write_text(EQUIV_SCRIPT)
-    return folder
+    return write_toy_folds(tmp_path_factory.mktemp('toy'), 32, scripts={'equiv.py': EQUIV_SCRIPT})
 
 def _env():
     env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}

@@ -25,9 +25,7 @@ SCRIPT = textwrap.dedent('''
 @pytest.fixture(scope='module')
 def toy_data(tmp_path_factory):
     "36 clips of 3 classes whose energy sits in different bands, 4 folds."
-    folder = write_toy_folds(tmp_path_factory.mktemp('toy'), 36)
-    (folder/'train.py').write_text(SCRIPT)
-    return folder
+    return write_toy_folds(tmp_path_factory.mktemp('toy'), 36, scripts={'train.py': SCRIPT})
 
 def _run(toy_data, out, epochs, **kwargs):
     env = {**os.environ, 'PYTHONPATH': str(REPO)}

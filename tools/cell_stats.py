@@ -65,7 +65,7 @@ def main():
     parser.add_argument('--missing', action='store_true', help='list public definitions without an example or test after them')
     parser.add_argument('names', nargs='*', help='only these notebooks (file names in --nbs); default: all')
     args = parser.parse_args()
-    paths = sorted(p for p in args.nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')) and (not args.names or p.name in args.names))
+    paths = sorted(p for p in args.nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')) and (not args.names or p.name in {Path(n).name for n in args.names}))
     all_lines, all_defs, all_public, all_followed = [], [], 0, 0
     print(f"{'notebook':28s} {'cells':>5s} {'median':>6s} {'multi-def':>9s} {'followed':>12s}")
     for path in paths:
@@ -78,6 +78,7 @@ def main():
         print(f"{path.name:28s} {stats['cells']:5d} {statistics.median(stats['lines']):6.1f} {multi:9.0%} "
               f"{share:6.0%} ({stats['followed']}/{stats['public']})")
         if args.missing and stats['missing']: print(f"{'':28s} not followed: {', '.join(stats['missing'])}")
+    if not all_defs: raise SystemExit('no exported cells in the notebooks named')
     multi = sum(n > 1 for n in all_defs) / len(all_defs)
     print(f"{'all':28s} {len(all_lines):5d} {statistics.median(all_lines):6.1f} {multi:9.0%} "
           f"{all_followed / all_public:6.0%} ({all_followed}/{all_public})")
