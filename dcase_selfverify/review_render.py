@@ -37,6 +37,7 @@ def band_frequencies(version:int=1, # spectrogram version
     bank = log_filterbank(SAMPLE_RATE, N_FFT).T if version == 2 else _slaney_mel(SAMPLE_RATE, N_FFT, N_BANDS)
     return bank.argmax(1) * SAMPLE_RATE / N_FFT            # the FFT bin where each band's filter peaks
 
+# %% ../nbs/09a_review_render.ipynb #6a09c440
 def frequency_ticks(version:int=1,            # spectrogram version
                     height:int=IMAGE_HEIGHT,  # image height in pixels
                     min_gap:float=9,          # pixels between two labels at least
@@ -57,6 +58,7 @@ def _magma()->np.ndarray:
     from matplotlib import colormaps
     return (colormaps['magma'](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
+# %% ../nbs/09a_review_render.ipynb #9a836933
 def encode_png(rgb:np.ndarray, # (height, width, 3) uint8 image
               )->bytes:        # the PNG file
     "A truecolour PNG of an RGB array."
@@ -92,6 +94,7 @@ def spectrogram_image(features:np.ndarray,          # (bands, frames) log spectr
     image[:, left:right] = _magma()[(scaled[::-1] * 255).astype(np.uint8)]
     return image
 
+# %% ../nbs/09a_review_render.ipynb #13607654
 def render_spectrogram(features:np.ndarray, start:float, end:float, length:float, **kwargs)->bytes:
     "`spectrogram_image` as a PNG."
     return encode_png(spectrogram_image(features, start, end, length, **kwargs))
@@ -161,6 +164,7 @@ def png(self:SpectrogramCache, clip:str)->bytes|None:
         with atomic_write(cached) as f: f.write(png)
         return png
 
+# %% ../nbs/09a_review_render.ipynb #4266d376
 @patch
 def prerender(self:SpectrogramCache, clips=None)->int:
     "Draw the images of `clips` (default: every row, in page order) that are not cached yet; return how many were drawn."
@@ -185,6 +189,7 @@ def start(self:SpectrogramCache)->SpectrogramCache:
     self.thread.start()
     return self
 
+# %% ../nbs/09a_review_render.ipynb #ae896d16
 @patch
 def stop(self:SpectrogramCache, wait:bool=True):
     "Stop drawing ahead (after the image being drawn)."

@@ -27,12 +27,15 @@ __all__ = ['MAX_BODY', 'CONFIDENT', 'PortInUseError', 'BindError', 'UnsafeBindEr
 class PortInUseError(ReviewError):
     "The port `review` should listen on is taken (another review, or another program)."
 
+# %% ../nbs/09b_review_server.ipynb #50bec93a
 class BindError(ReviewError):
     "The address `review` should listen on cannot be bound (not an address of this machine, or not allowed)."
 
+# %% ../nbs/09b_review_server.ipynb #ba11cf83
 class UnsafeBindError(ReviewError):
     "`review --host` names an address beyond loopback, but no `--token` protects the page."
 
+# %% ../nbs/09b_review_server.ipynb #c80c9b62
 class _BadRequest(Exception):
     "A request the server refuses: its status, a one-line reason and, for the page, what kind of failure it is."
     def __init__(self, status:int, reason:str, kind:str='request'): super().__init__(reason); self.status, self.kind = status, kind
@@ -55,6 +58,7 @@ def is_json_type(value:str|None, # a Content-Type header
     "Whether a Content-Type is exactly `application/json` (any case, parameters allowed)."
     return (value or '').split(';', 1)[0].strip().lower() == 'application/json'
 
+# %% ../nbs/09b_review_server.ipynb #9e553215
 _LENGTH = re.compile(r'[0-9]{1,15}')
 MAX_BODY = 65536            # bytes: a decision is a small JSON object
 
@@ -290,6 +294,7 @@ def is_loopback(host:str)->bool:
     try: return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
     except (socket.gaierror, ValueError): return False
 
+# %% ../nbs/09b_review_server.ipynb #faf8a971
 def make_review_app(review:ReviewSet|str|Path, # a review set, or a work folder to load with `load_kwargs`
                     quiet:bool=True,           # no per-request log lines
                     token:str|None=None,       # required on every request when given
@@ -307,9 +312,11 @@ def make_review_app(review:ReviewSet|str|Path, # a review set, or a work folder 
 class _Server(ThreadingHTTPServer):
     daemon_threads, request_queue_size = True, 64
 
+# %% ../nbs/09b_review_server.ipynb #49f000d5
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
+# %% ../nbs/09b_review_server.ipynb #a718a53e
 def _bind(host:str, port:int, handler)->ThreadingHTTPServer:
     "A threading HTTP server on (host, port), IPv6 when the host is an IPv6 address; binding failures as user errors."
     host = host.strip('[]')
@@ -359,6 +366,7 @@ def start(self:ReviewServer)->ReviewServer:
     self.thread.start()
     return self
 
+# %% ../nbs/09b_review_server.ipynb #2dda0908
 @patch
 def stop(self:ReviewServer):
     "Stop serving, stop drawing ahead, close the socket."
