@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from .core import Preset, load_json, save_csv, save_json
 from .noisy_labels import Strategy, strategy as get_strategy
-from .rules import CONTROL_RULES, SELECTION_RULES, parse_rules
+from .rules import SELECTION_RULES, parse_rules
+from .demo_data import read_truth, truth_file
 from .model import load_model
 from .selfverify import validation_scores
 from .evaluation import evaluate_test, fill_failed
@@ -52,8 +53,7 @@ def comparison_rows(strategies:Sequence[str|Strategy], # strategies to compare
 def demo_truth(data:str|Path, # a data set folder
               )->pd.DataFrame|None: # fname, true_label; None where the data set has no `truth.csv`
     "The true labels of a data set that knows them (the demo data's `truth.csv`), for label precision."
-    path = Path(data)/'truth.csv'
-    return pd.read_csv(path, usecols=['fname', 'true_label'], keep_default_na=False) if path.is_file() else None
+    return read_truth(data)[['fname', 'true_label']] if truth_file(data).is_file() else None
 
 # %% ../nbs/08a_compare.ipynb #d09a3f1b
 def _row_record(ctx:RunContext, row:ComparisonRow)->Path: return ctx.folder.comparison_record(row.name)
@@ -210,7 +210,7 @@ def compare_strategies(data:str|Path,                    # data set folder
     summary = None
     for run_seed in range(seed, seed + seeds):
         for row in rows:
-            ctx = dataclasses.replace(base, seed=run_seed, run_name='' if run_seed == seed else f'seed_{run_seed}',
+            ctx = dataclasses.replace(base, seed=run_seed, run_name=base.folder.for_seed(run_seed, seed).run_name,
                                       strategy=row.strategy, rule=row.rule or 'paper')
             if finished_only and not row_finished(ctx, preset, row):
                 log(f"compare seed {run_seed}: {row.name}: not finished, left out")

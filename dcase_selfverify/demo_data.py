@@ -19,8 +19,8 @@ from .core import UserError, atomic_folder, save_csv, save_json, load_json
 __all__ = ['RECIPES', 'DEMO_CLASSES', 'SNR_DB', 'PEAK_DB', 'PAD_NOISE_DB', 'DURATION_MEDIAN', 'DURATION_SIGMA', 'MIN_DURATION',
            'NOISE_RATE_RANGE', 'NOISE_KINDS', 'PUBLIC_SHARE', 'ODD_FORMATS', 'ODD_SHARE', 'SIMILAR', 'TRUTH_COLUMNS',
            'LAYOUTS', 'MANIFEST', 'GENERATOR_VERSION', 'SynthRecipe', 'demo_classes', 'synthesize', 'ClipSpec',
-           'render_clip', 'plan_demo_dataset', 'spec_from_row', 'write_clip', 'write_metadata', 'read_truth',
-           'DemoFolderError', 'make_demo_dataset']
+           'render_clip', 'plan_demo_dataset', 'spec_from_row', 'write_clip', 'truth_file', 'write_metadata',
+           'read_truth', 'DemoFolderError', 'make_demo_dataset']
 
 # %% ../nbs/00a_demo_data.ipynb #20edebf4
 @dataclasses.dataclass(frozen=True)
@@ -511,6 +511,12 @@ def _freesound_columns(frame:pd.DataFrame)->pd.DataFrame:
     return frame.assign(freesound_id=[int(s % 400000) + 1000 for s in frame.seed],
                         license=[_LICENSES[0 if s % 11 < 6 else 1 if s % 11 < 10 else 2] for s in frame.seed])
 
+# %% ../nbs/00a_demo_data.ipynb #0c295868
+def truth_file(folder:str|Path, # a demo data set's folder
+              )->Path:          # its truth table: every clip's true label, noise kind and usage
+    "Where a demo data set keeps the truth its labels were made from (`truth.csv`)."
+    return Path(folder)/'truth.csv'
+
 # %% ../nbs/00a_demo_data.ipynb #b4566dd8
 def write_metadata(truth:pd.DataFrame, # the truth table
                    folder:Path,        # the data set folder
@@ -536,12 +542,12 @@ def write_metadata(truth:pd.DataFrame, # the truth table
         save_csv(folder/'FSDKaggle2018.meta'/'test_post_competition_scoring_clips.csv', scored[['fname', 'label', 'usage', 'freesound_id', 'license']])
     else: raise ValueError(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     (folder/'classes.txt').write_text('\n'.join(classes) + '\n')
-    save_csv(folder/'truth.csv', truth)
+    save_csv(truth_file(folder), truth)
 
 # %% ../nbs/00a_demo_data.ipynb #5944dc22
 def read_truth(folder:str|Path)->pd.DataFrame:
     "The truth table of a demo data set, with empty strings kept as such."
-    return pd.read_csv(Path(folder)/'truth.csv', dtype={'label': str, 'mixed_with': str, 'usage': str}, keep_default_na=False)
+    return pd.read_csv(truth_file(folder), dtype={'label': str, 'mixed_with': str, 'usage': str}, keep_default_na=False)
 
 # %% ../nbs/00a_demo_data.ipynb #e50d962d
 MANIFEST = 'demo_manifest.json'

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses, math
 from functools import partial
 from typing import Callable, Sequence
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

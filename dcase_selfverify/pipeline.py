@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 from . import __version__
-from .core import AudioDataset, Preset, UserError, default_device, find_dataset, get_preset, load_json, save_csv, save_json
+from .core import DEFAULT_RULE, AudioDataset, Preset, UserError, default_device, find_dataset, get_preset, load_json, save_csv, save_json
 from .preprocessing import extract_features, load_features
 from .folds import make_folds, save_folds, load_folds
 from .corrections import apply_corrections, read_corrections
 from .model import load_model, predict
-from .rules import DEFAULT_RULE, SelectionRule, make_rule
+from .rules import SelectionRule, make_rule
 from .selfverify import SelfVerifyResult, self_verify
 from .noisy_labels import DEFAULT_STRATEGY, Strategy, strategy as get_strategy
 from .evaluation import ensemble_predict, evaluate_test, fill_failed, write_submission

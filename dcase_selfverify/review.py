@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 import pandas as pd
-from .core import DatasetError, UserError, atomic_write, find_dataset, load_json
+from .core import DEFAULT_RULE, DatasetError, UserError, atomic_write, find_dataset, load_json
 from .corrections import read_corrections
-from .rules import DEFAULT_RULE
 from .work_folder import SelfVerifyFolder, WorkFolder, preset_of, rule_of
 
 # %% auto #0

@@ -14,8 +14,8 @@ from scipy.stats import beta
 from .core import Preset, UserError
 
 # %% auto #0
-__all__ = ['RULES', 'SELECTION_RULES', 'CONTROL_RULES', 'DEFAULT_RULE', 'Evidence', 'RuleError', 'cap_per_class', 'SelectionRule',
-           'PaperRule', 'AuthorsRule', 'AcceptAll', 'AcceptNone', 'CleanlabRule', 'binomial_upper', 'binomial_lower',
+__all__ = ['RULES', 'SELECTION_RULES', 'CONTROL_RULES', 'Evidence', 'RuleError', 'cap_per_class', 'SelectionRule', 'PaperRule',
+           'AuthorsRule', 'AcceptAll', 'AcceptNone', 'CleanlabRule', 'binomial_upper', 'binomial_lower',
            'modal_confusions', 'certified_ranks', 'certified_threshold', 'CertifiedRule', 'check_rule', 'parse_rules',
            'make_rule', 'simulated_evidence', 'simulate_rules']
 
@@ -240,7 +240,6 @@ class CertifiedRule(SelectionRule):
 RULES = {rule.name: rule for rule in (PaperRule, AuthorsRule, CleanlabRule, CertifiedRule, AcceptAll, AcceptNone)}
 SELECTION_RULES = tuple(name for name, rule in RULES.items() if not rule.is_control)  # the real rules
 CONTROL_RULES = tuple(name for name, rule in RULES.items() if rule.is_control)        # the comparison's controls
-DEFAULT_RULE = 'paper'
 
 def check_rule(name:str, # a rule name
               )->str:    # the name, normalised

@@ -52,6 +52,12 @@ class WorkFolder:
         "The same work folder for another run's models ('' for the first)."
         return dataclasses.replace(self, run_name=run_name)
 
+# %% ../nbs/00b_work_folder.ipynb #9ce79654
+@patch
+def for_seed(self:WorkFolder, seed:int, first_seed:int)->WorkFolder:
+    "The same work folder for one training seed of a comparison that starts at `first_seed`."
+    return self.for_run('' if seed == first_seed else f'seed_{int(seed)}')
+
 # %% ../nbs/00b_work_folder.ipynb #19137f86
 @dataclasses.dataclass(frozen=True)
 class StageFolder:
