@@ -51,6 +51,7 @@ def to_device_async(tensor:torch.Tensor,      # a small CPU tensor: clip indices
     if device.type == 'cuda' and tensor.device.type == 'cpu': return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
 
+# %% ../nbs/04_training.ipynb #c1ea0570
 def _epoch_generator(seed:int, epoch:int)->torch.Generator:
     "A CPU generator whose state depends only on `seed` and `epoch`."
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
@@ -131,6 +132,7 @@ class LossMixing:
         if not self.training or mixup_loss is None: return super().lf(pred, *yb)
         return reduce_loss(mixup_loss(pred, self.yb1, yb, self.lam), getattr(self.old_lf, 'reduction', 'mean'))
 
+# %% ../nbs/04_training.ipynb #0580faa0
 class DeviceMixUp(LossMixing, MixUp):
     "fastai's `MixUp` (the same draws on the CPU, the same mixing), its two small tensors copied to the device without a wait."
     def before_batch(self):
@@ -143,6 +145,7 @@ class DeviceMixUp(LossMixing, MixUp):
         if not self.stack_y:
             self.learn.yb = tuple(torch.lerp(first, y, self.lam.view(-1, *([1] * (y.dim() - 1)))) for first, y in zip(self.yb1, self.yb))
 
+# %% ../nbs/04_training.ipynb #63e69de8
 class ReversalMixUp(LossMixing, MixUp):
     "Mixup as in the authors' code: each sample mixed with the reversed batch, λ ~ Beta(α, α) per sample."
     def before_batch(self):
@@ -167,9 +170,11 @@ def paper_schedule(lr:float,            # the constant learning rate
 # %% ../nbs/04_training.ipynb #15c058be
 AuthorsAdam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0.0)
 
+# %% ../nbs/04_training.ipynb #ac7fbba9
 def _map3_score(probs, targets): return map_at_3(probs.float().cpu().numpy(), targets.cpu().numpy())
 map3 = AccumMetric(_map3_score, activation='softmax', dim_argmax=-1, flatten=False, name='map3')
 
+# %% ../nbs/04_training.ipynb #69097d5a
 class EpochSeed(Callback):
     "Seed torch and the training loader from `(seed, epoch)` so a resumed run repeats the uninterrupted one."
     order = -20
@@ -188,6 +193,7 @@ class DeviceSmoothLoss(AvgSmoothLoss):
         start = self.val if self.val.device == loss.device else torch.zeros_like(loss)
         self.val = torch.lerp(loss, start, self.beta)
 
+# %% ../nbs/04_training.ipynb #30b49c6a
 class DeviceRecorder(Recorder):
     "fastai's `Recorder` with the smoothed loss kept on the device: its per-batch values are read once, at the end of the epoch's training."
     def __init__(self, add_time:bool=True, train_metrics:bool=False, valid_metrics:bool=True, beta:float=0.98):
@@ -204,6 +210,7 @@ class DeviceRecorder(Recorder):
     def after_train(self): self._losses_to_host(); super().after_train()
     def after_fit(self): self._losses_to_host()
 
+# %% ../nbs/04_training.ipynb #1542bb2a
 class SparseProgressCallback(ProgressCallback):
     "fastai's progress bars; the bar moves every batch, its loss comment is read from the device only every `every` batches."
     def __init__(self, every:int=25): self.every = every
@@ -213,6 +220,7 @@ class SparseProgressCallback(ProgressCallback):
         self.pbar.update(self.iter + 1)
         if (self.iter + 1) % self.every == 0 and hasattr(self, 'smooth_loss'): self.pbar.comment = f'{self.smooth_loss.item():.4f}'
 
+# %% ../nbs/04_training.ipynb #ff541374
 @contextlib.contextmanager
 def quiet(learn:Learner): # a learner
     "No progress bars or printed log inside the block; the learner's own progress callback comes back afterwards."
@@ -233,6 +241,7 @@ class FoldData:
     classes:tuple                 # class names
     verified:np.ndarray|None=None # (clips,) bool: the label was manually verified (None: unknown)
 
+# %% ../nbs/04_training.ipynb #4c87e9d2
 def make_dataloaders(data:FoldData,         # spectrograms and the fold's split
                      preset:Preset,         # excerpt length and batch size
                      device:str|None=None,  # 'cuda' or 'cpu'; default: CUDA when present
@@ -266,12 +275,14 @@ def takes_verified(loss_func:Callable, # a loss function or loss object
     try: return 'verified' in inspect.signature(target).parameters
     except (TypeError, ValueError): return False
 
+# %% ../nbs/04_training.ipynb #5966f424
 def cpu_has_bf16()->bool:
     "Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays on the CPU."
     cpuinfo = Path('/proc/cpuinfo')
     flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
     return bool(flags & {'avx512_bf16', 'amx_bf16'})
 
+# %% ../nbs/04_training.ipynb #2c0bfeee
 class CPUAutocast(Callback):
     "bf16 autocast of the forward pass and the loss on the CPU (fastai's `MixedPrecision` is CUDA-only); predictions come back as float32."
     order = 10
@@ -280,6 +291,7 @@ class CPUAutocast(Callback):
     def after_loss(self): self.autocast.__exit__(None, None, None)
     def after_cancel_batch(self): self.autocast.__exit__(None, None, None)
 
+# %% ../nbs/04_training.ipynb #8e50485c
 def _mixup_callback(mixup:str, alpha:float)->MixUp:
     if mixup not in ('fastai', 'authors'): raise ValueError(f"mixup must be 'fastai', 'authors' or None, not {mixup!r}")
     return DeviceMixUp(alpha) if mixup == 'fastai' else ReversalMixUp(alpha)
@@ -315,6 +327,7 @@ def make_learner(data:FoldData,            # spectrograms and split
     if compile: learn.model = torch.compile(learn.model)
     return learn
 
+# %% ../nbs/04_training.ipynb #2aa5dcec
 def release_learner(learn:Learner): # a learner that is done with
     "Free the model, optimizer, loaders and last batch of `learn` now (a `Learner` and its callbacks form a reference cycle)."
     learn.remove_cbs(list(learn.cbs))
@@ -328,11 +341,13 @@ def save_checkpoint(path:str|Path, obj:dict):
     "`torch.save` into `path` atomically."
     with atomic_write(path) as f: torch.save(obj, f)
 
+# %% ../nbs/04_training.ipynb #4249b7aa
 def optimizer_state(opt:Optimizer)->dict:
     "fastai's optimizer state as plain lists and dicts (fastai keeps its hyper-parameters in a fastcore `L`), readable with `weights_only=True`."
     state = opt.state_dict()
     return {'state': [dict(s) for s in state['state']], 'hypers': [dict(h) for h in state['hypers']]}
 
+# %% ../nbs/04_training.ipynb #3a8013ed
 def load_optimizer_state(opt:Optimizer, # a fastai optimizer over the same parameters
                          state:dict,    # from `optimizer_state`
                         ):
@@ -341,6 +356,7 @@ def load_optimizer_state(opt:Optimizer, # a fastai optimizer over the same param
     moments = [{k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in s.items()} for p, s in zip(params, state['state'])]
     opt.load_state_dict({'state': moments, 'hypers': L(dict(h) for h in state['hypers'])})
 
+# %% ../nbs/04_training.ipynb #25a99504
 class FoldCheckpoint(Callback):
     "Atomically save the last and the best model (lowest validation loss) after every epoch."
     order = 65
@@ -422,6 +438,7 @@ def fold_data(specs:torch.Tensor,        # (clips, bins, frames) spectrograms of
     if len(valid_idx) == 0: raise ValueError(f"Fold {fold} has no verified validation clips to select models on")
     return FoldData(specs, targets, train_idx, valid_idx, tuple(classes), verified)
 
+# %% ../nbs/04_training.ipynb #2a763199
 def scaled_constant_epochs(preset:Preset|str, # the preset whose schedule is scaled
                            epochs:int,        # the new number of epochs
                           )->int:             # constant-learning-rate epochs for `epochs`
@@ -430,6 +447,7 @@ def scaled_constant_epochs(preset:Preset|str, # the preset whose schedule is sca
     if preset.constant_epochs <= 0: return 0
     return min(epochs, max(1, round(preset.constant_epochs * epochs / preset.epochs)))
 
+# %% ../nbs/04_training.ipynb #f11e255a
 def train_fold(data:FoldData,             # from `fold_data`
                preset:Preset|str,         # network and hyper-parameters
                folder:str|Path,           # checkpoints and history of this fold
