@@ -66,6 +66,7 @@ def _plot_selfverify(precision:pd.DataFrame, metrics_rows:list, path:Path):
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
+# %% ../nbs/07a_demo.ipynb #63fa7df4
 def training_curves(work:Path,        # work folder of a run
                     preset_name:str,  # which preset's initial fold models
                    )->pd.DataFrame:   # every fold's epochs: fold, epoch, valid_loss, accuracy, map3, ...
@@ -73,6 +74,7 @@ def training_curves(work:Path,        # work folder of a run
     runs = WorkFolder(work).trained_folds(preset_name)
     return pd.concat([pd.read_csv(run.history).assign(fold=fold) for fold, run in runs.items()], ignore_index=True) if runs else pd.DataFrame()
 
+# %% ../nbs/07a_demo.ipynb #c3fbc4b5
 def _plot_training_curves(curves:pd.DataFrame, path:Path):
     "Validation loss and accuracy by epoch, one line per fold, the kept epoch (lowest loss) marked."
     import matplotlib.pyplot as plt
@@ -90,6 +92,7 @@ def _plot_training_curves(curves:pd.DataFrame, path:Path):
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
+# %% ../nbs/07a_demo.ipynb #03201378
 def _plot_silence_clipping(work:Path, data:Path, path:Path):
     "Spectrogram of the demo clip that silence clipping shortens most, before and after."
     import matplotlib.pyplot as plt
@@ -126,6 +129,7 @@ def _training_section(work:Path, name:str, entry:dict, report:Path)->list[str]:
     lines += [f"| {int(r.fold)} | {int(r.epoch)} | {r.valid_loss:.4f} | {r.accuracy:.3f} | {r.map3:.3f} |" for r in kept.itertuples()]
     return lines + ([''] + [f"**Warning:** {warning}."] if warning else []) + ['']
 
+# %% ../nbs/07a_demo.ipynb #1b786b23
 def _selfverify_section(work:Path, name:str, entry:dict, truth:pd.DataFrame, report:Path)->list[str]:
     "The summary's lines on one preset's self-verification (and its plot and label audit); fills `entry`."
     precision = selfverify_precision(work, name, truth)

@@ -25,24 +25,31 @@ __all__ = ['JUDGMENT_COLUMNS', 'ERROR_DECISIONS', 'ReviewError', 'WorkFolderNotF
 class ReviewError(UserError):
     "A work folder cannot be reviewed, or the review page cannot be served; the message says why."
 
+# %% ../nbs/09_review.ipynb #dee003d7
 class WorkFolderNotFoundError(ReviewError):
     "The folder given to `review` does not exist."
 
+# %% ../nbs/09_review.ipynb #7a4a6b16
 class NoResultsError(ReviewError):
     "The work folder holds no self-verification results (no `selfverify*` folder with an `audit.csv` or decisions)."
 
+# %% ../nbs/09_review.ipynb #ed6f280b
 class UnknownRuleError(ReviewError):
     "`--rule` names a rule whose results the work folder does not hold."
 
+# %% ../nbs/09_review.ipynb #b994edc5
 class AmbiguousRuleError(ReviewError):
     "Several rules' results exist, none is the default rule, and `--rule` does not choose."
 
+# %% ../nbs/09_review.ipynb #8432abd0
 class UnknownClassError(ReviewError):
     "Judged labels are not among the data set's classes."
 
+# %% ../nbs/09_review.ipynb #d061f2a0
 class AuditSampleError(ReviewError):
     "`--audit-accepted` cannot be drawn: a negative size, no kept iteration yet, or no accepted clip in it."
 
+# %% ../nbs/09_review.ipynb #37914c9e
 class AcceptedAuditFileError(ReviewError):
     "`WORK/review/accepted_audit.json` exists but cannot be read back."
 
@@ -82,6 +89,7 @@ def _folder_judgments(folder:Path)->list[tuple[pd.DataFrame, np.ndarray|None]]:
         found = [(pd.read_csv(files.audit_csv).rename(columns={'clip': 'fname'}), None)]
     return found
 
+# %% ../nbs/09_review.ipynb #0b339e31
 def _accepted(column:pd.Series)->pd.Series:
     return column.astype(str).str.lower().isin(['true', '1'])
 
@@ -130,6 +138,7 @@ def _judgment_lists(judgments:pd.DataFrame, clips:pd.Index)->list[list[dict]]:
                                  'p': round(float(row.p_predicted), 4), 'accepted': bool(row.accepted)})
     return [lists[clip] for clip in clips]
 
+# %% ../nbs/09_review.ipynb #375603f1
 def _judged(judged:list[dict])->str:
     "Which preset/iteration judged a clip and what it heard, e.g. 'paper 1: Bark 0.97 accepted'."
     return '; '.join(f"{j['preset']} {j['iteration']}: {j['heard']} {j['p']:.2f}" + (' accepted' if j['accepted'] else '') for j in judged)
@@ -189,6 +198,7 @@ def kept_accepted(folders:Sequence[Path], # the `selfverify*` folders of one rul
         kept[f'{folder.parent.name}/{folder.name}'] = best
     return sorted(clips), kept
 
+# %% ../nbs/09_review.ipynb #c447edc9
 def audit_sample(population:Sequence[str], # the accepted clips
                  n:int,                    # sample size (all of them when larger than the population)
                  seed:int=0,               # seed
@@ -320,6 +330,7 @@ def accepted_audit(review:ReviewSet,                   # a review set loaded wit
             'clips': review.audit['clips'],
             'time': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
 
+# %% ../nbs/09_review.ipynb #0495a78f
 def write_accepted_audit(review:ReviewSet, decisions:pd.DataFrame|None=None)->dict|None:
     "Write `accepted_audit` to `WORK/review/accepted_audit.json` (atomically) and return it."
     report = accepted_audit(review, decisions)
@@ -341,6 +352,7 @@ def read_accepted_audit(work:str|Path, # a work folder whose review had an audit
         raise AcceptedAuditFileError(f"{path} cannot be read back ({error}); delete it and run `review --audit-accepted` again") from None
     return report
 
+# %% ../nbs/09_review.ipynb #d1c016f3
 def metrics_entry(work:str|Path)->dict:
     "What `metrics.json` records of the accepted-clip audit: `{'accepted_audit': {...}}`, or `{}` when there is none."
     report = read_accepted_audit(work)

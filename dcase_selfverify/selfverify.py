@@ -133,6 +133,7 @@ class _Judging:
     files:SelfVerifyFolder; specs:torch.Tensor; candidates:pd.DataFrame; preset:Preset; classes:Sequence[str]; rule:SelectionRule
     seed:int; device:str|None; validation:dict
 
+# %% ../nbs/05_selfverify.ipynb #6bb21ebb
 def _decide(judging:_Judging, iteration:int, models:dict)->pd.DataFrame:
     "Steps 1 and 2 of one iteration, or their saved outcome: the decisions table (also written with the posteriors and the rule's findings)."
     j = judging
