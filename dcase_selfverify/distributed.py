@@ -258,6 +258,7 @@ def run_in_processes(commands:Sequence[Sequence[str]], # one command line per pr
             number, command = pending.pop(0)
             gpu, env = (free_gpus.pop(0) if free_gpus else None), dict(os.environ)
             if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
+            else: env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // parallel)))
             running.append((number, gpu, subprocess.Popen(list(command), env=env)))
         time.sleep(0.5)
         for job in [job for job in running if job[2].poll() is not None]:
