@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/review_render.html.md"
 
 # %% ../nbs/09a_review_render.ipynb #589ecd1b
 from __future__ import annotations
-import functools, hashlib, importlib.resources, io, struct, threading, zlib
+import functools, importlib.resources, io, struct, threading, zlib
 from pathlib import Path
 from fastcore.basics import patch
 import numpy as np
@@ -145,7 +145,7 @@ class SpectrogramCache:
         audio = self.review.audio.get(clip)
         stats = [feature.stat()] + ([audio.stat()] if audio is not None and audio.exists() else [])
         key = f'{feature}|{audio}|{[(s.st_size, s.st_mtime_ns) for s in stats]}|{RENDER_VERSION}|{self.pixels_per_second}|{self.height}'
-        return self.folder/f'{hashlib.sha1(key.encode()).hexdigest()[:24]}.png'
+        return WorkFolder(self.review.work).review_image(key)
 
 # %% ../nbs/09a_review_render.ipynb #525ff497
 @patch

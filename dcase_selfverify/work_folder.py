@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/work_folder.html.md"""
 
 # %% ../nbs/00b_work_folder.ipynb #01ddd99a
 from __future__ import annotations
-import dataclasses
+import dataclasses, hashlib
 from pathlib import Path
 from typing import Sequence
 from fastcore.basics import patch
@@ -57,6 +57,13 @@ class WorkFolder:
 def for_seed(self:WorkFolder, seed:int, first_seed:int)->WorkFolder:
     "The same work folder for one training seed of a comparison that starts at `first_seed`."
     return self.for_run('' if seed == first_seed else f'seed_{int(seed)}')
+
+# %% ../nbs/00b_work_folder.ipynb #c9c45c69
+@patch
+def review_image(self:WorkFolder, key:str)->Path:
+    "The cached review image drawn from what `key` describes."
+    return self.review_cache/f'{hashlib.sha1(key.encode()).hexdigest()[:24]}.png'
+
 
 # %% ../nbs/00b_work_folder.ipynb #19137f86
 @dataclasses.dataclass(frozen=True)
