@@ -172,10 +172,10 @@ def _write_outcome(work:Path, rows:list, audits:list, checkpoints:dict)->SelfVer
     table = pd.DataFrame(rows)
     kept = best_iteration(table)
     audit = pd.concat(audits, ignore_index=True) if audits else pd.DataFrame()
-    if len(audit):
-        save_csv(SelfVerifyFolder(work).audit_csv, audit[['fname', 'fold', 'iteration', 'given_label', 'predicted_label', 'p_given',
-                                          'p_predicted', 'accepted']].rename(columns={'fname': 'clip'}))
-    save_json(SelfVerifyFolder(work).result_json, {'best_iteration': kept, 'checkpoints': {f: str(path) for f, path in checkpoints[kept].items()}})
+    files = SelfVerifyFolder(work)
+    columns = ['fname', 'fold', 'iteration', 'given_label', 'predicted_label', 'p_given', 'p_predicted', 'accepted']
+    save_csv(files.audit_csv, audit.reindex(columns=columns).rename(columns={'fname': 'clip'}))   # the header alone when nothing was judged
+    save_json(files.result_json, {'best_iteration': kept, 'checkpoints': {f: str(path) for f, path in checkpoints[kept].items()}})
     return SelfVerifyResult(kept, {f: Path(p) for f, p in checkpoints[kept].items()}, table,
                             table.groupby('iteration')[['valid_loss', 'accuracy', 'map3']].mean(), audit,
                             {i: {f: Path(p) for f, p in c.items()} for i, c in checkpoints.items()})

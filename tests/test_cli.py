@@ -110,8 +110,9 @@ def test_stage_commands(datasets, tmp_path):
     cli('predict', data, '--out', work, '--preset', 'tiny', check=2)            # nothing trained yet: a clear error
     cli('train', data, '--out', work, '--preset', 'tiny', '--epochs', '2', '--no-progress', '--parallel', '2', check=0)
     assert all((work/'tiny'/f'fold_{k}'/'best.pth').exists() for k in range(4))
-    cli('verify', data, '--out', work, '--preset', 'tiny', '--epochs', '2', '--iterations', '1', '--finetune-epochs', '1', '--no-progress', check=0)
-    assert (work/'tiny'/'selfverify'/'audit.csv').exists()
+    result = cli('verify', data, '--out', work, '--preset', 'tiny', '--epochs', '2', '--iterations', '1', '--finetune-epochs', '1', '--no-progress', check=0)
+    printed = [Path(line.rsplit('audit ', 1)[1]) for line in result.stdout.splitlines() if 'kept iteration' in line and 'audit ' in line]
+    assert printed == [work/'tiny'/'selfverify'/'audit.csv'] and printed[0].exists(), result.stdout
     cli('predict', data, '--out', work, '--preset', 'tiny', check=0)
     result = cli('evaluate', data, '--out', work, check=0)
     assert 'MAP@3' in result.stdout and (work/'test_scores.json').exists()
