@@ -146,8 +146,9 @@ def _selfverify_section(work:Path, name:str, entry:dict, truth:pd.DataFrame, rep
         lines.append(f"| {r['iteration']} | {r['n_accepted']} | {shares[0]} | {shares[1]} | {r['valid_loss']:.4f} | {r['accuracy']:.3f} | {r['map3']:.3f} |")
     _plot_selfverify(precision, rows, report/'selfverify_precision.png')
     verification = SelfVerifyFolder(WorkFolder(work).selfverify(name))
-    if verification.judged():
-        audit = label_audit(pd.read_csv(verification.decisions(verification.judged()[-1])))
+    judged = verification.judged()
+    if judged:
+        audit = label_audit(pd.read_csv(verification.decisions(judged[-1])))
         wrong = int((audit.given_label.to_numpy() != audit['clip'].map(truth.set_index('fname').true_label).to_numpy()).sum())
         save_csv(report/'label_audit.csv', audit)
         entry['label_audit'] = {'flagged': len(audit), 'really_mislabelled': wrong}
