@@ -166,13 +166,12 @@ def verify(data:str,             # data set folder
     from dcase_selfverify.rules import make_rule
     make_rule(rule, None, target_precision, alpha)   # a wrong rule or setting fails before any work
     from dcase_selfverify.pipeline import stage_context, train_preset
-    from dcase_selfverify.work_folder import SelfVerifyFolder
     ctx, table = stage_context(data, out, preset, 'selfverify', not no_progress, epochs=epochs, finetune_epochs=finetune_epochs,
                         iterations=iterations, rule=rule, device=device, seed=seed,
                         corrections=corrections, target_precision=target_precision, alpha=alpha, strategy=strategy)
     for p in ctx.presets:
         result = train_preset(ctx, table, p).selfverify
-        if result: print(f"{p.name}: kept iteration {result.best_iteration}; audit {SelfVerifyFolder(ctx.selfverify_folder(p)).audit_csv}")
+        if result: print(f"{p.name}: kept iteration {result.best_iteration}; audit {ctx.selfverify_folder(p).audit_csv}")
     if (audit := _record_accepted_audit(out)): print(f"curator's audit of the accepted clips: precision at least {audit['accepted_audit']['precision_lower_bound']:.3f}")
 
 # %% ../nbs/10_cli.ipynb #56c22651

@@ -103,9 +103,9 @@ class RunContext:
         "Where a preset's initial fold models are under the run's strategy."
         return self.folder.initial(preset, self.strategy.variant)
 
-    def selfverify_folder(self, preset:Preset, rule:str|None=None)->Path:
-        "Where a preset's self-verification with `rule` (default: the run's) is."
-        return self.folder.selfverify(preset, rule or self.rule, self.strategy.variant)
+    def selfverify_folder(self, preset:Preset, rule:str|None=None)->SelfVerifyFolder:
+        "The files of a preset's self-verification with `rule` (default: the run's)."
+        return SelfVerifyFolder(self.folder.selfverify(preset, rule or self.rule, self.strategy.variant))
 
     def selection_rule(self, preset:Preset)->SelectionRule:
         "The run's selection rule with its settings (the paper's threshold and cap come from `preset`)."
@@ -233,7 +233,7 @@ def train_preset(ctx:RunContext,                   # the run
     result = None
     if iterations > 0 and (~folds.manually_verified).any():
         result = self_verify(folds, ctx.spectrograms('train', folds.fname, preset), ctx.ds.classes, initial,
-                             ctx.selfverify_folder(preset), preset, ctx.selection_rule(preset), iterations, device=ctx.device,
+                             ctx.selfverify_folder(preset).folder, preset, ctx.selection_rule(preset), iterations, device=ctx.device,
                              seed=ctx.seed, progress=ctx.progress, log=ctx.log)
         ctx.log(f"{preset.name}: kept self-verification iteration {result.best_iteration}")
     return TrainedPreset(preset, result.checkpoints if result else initial, initial, result)
@@ -245,7 +245,7 @@ def final_members(ctx:RunContext,     # the run
     "The kept checkpoints of each preset: self-verification's choice, else the initial models."
     members = []
     for preset in ctx.presets:
-        result_path = SelfVerifyFolder(ctx.selfverify_folder(preset)).result_json
+        result_path = ctx.selfverify_folder(preset).result_json
         if ctx.strategy.selfverify and result_path.exists(): final = {int(k): Path(v) for k, v in load_json(result_path)['checkpoints'].items()}
         else: final = {f: TrainingFolder(ctx.folder.fold(preset, f, ctx.strategy.variant)).best for f in sorted(folds.fold.unique())}
         missing = [str(c) for c in final.values() if not Path(c).exists()]
@@ -331,7 +331,7 @@ def _preset_metrics(ctx:RunContext, member:TrainedPreset)->dict:
         entry['selfverify'] = [{'iteration': int(i), 'n_accepted': int(g.n_accepted.sum()), 'valid_loss': float(g.valid_loss.mean()),
                                 'accuracy': float(g.accuracy.mean()), 'map3': float(g.map3.mean())} for i, g in result.table.groupby('iteration')]
         entry['best_iteration'] = result.best_iteration
-        entry['audit_csv'] = str(SelfVerifyFolder(ctx.selfverify_folder(preset)).audit_csv)
+        entry['audit_csv'] = str(ctx.selfverify_folder(preset).audit_csv)
     return entry
 
 # %% ../nbs/07_pipeline.ipynb #51c174a5

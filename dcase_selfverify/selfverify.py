@@ -119,11 +119,11 @@ def best_iteration(table:pd.DataFrame, # one row per iteration and fold with val
     return int(table.groupby('iteration').valid_loss.mean().idxmin())
 
 # %% ../nbs/05_selfverify.ipynb #704070f4
-def _check_rule_record(work:Path, rule:SelectionRule):
-    "Record the rule's settings in `work/rule.json`, or refuse a folder made with another rule or other settings."
-    path = SelfVerifyFolder(work).rule_json
+def _check_rule_record(files:SelfVerifyFolder, rule:SelectionRule):
+    "Record the rule's settings in `rule.json`, or refuse a folder made with another rule or other settings."
+    path = files.rule_json
     if path.exists() and load_json(path) != rule.settings():
-        raise RuleError(f"{work} was made with {load_json(path)}, not {rule.settings()}; use another folder or the same rule settings")
+        raise RuleError(f"{files.folder} was made with {load_json(path)}, not {rule.settings()}; use another folder or the same rule settings")
     if not path.exists(): save_json(path, rule.settings())
 
 # %% ../nbs/05_selfverify.ipynb #9d2a62b7
@@ -167,12 +167,11 @@ class SelfVerifyResult:
     iteration_checkpoints:dict[int, dict[int, Path]]  # iteration -> fold -> checkpoint
 
 # %% ../nbs/05_selfverify.ipynb #e3156c1c
-def _write_outcome(work:Path, rows:list, audits:list, checkpoints:dict)->SelfVerifyResult:
+def _write_outcome(files:SelfVerifyFolder, rows:list, audits:list, checkpoints:dict)->SelfVerifyResult:
     "Keep the best iteration; write the audit of every decision and `result.json`."
     table = pd.DataFrame(rows)
     kept = best_iteration(table)
     audit = pd.concat(audits, ignore_index=True) if audits else pd.DataFrame()
-    files = SelfVerifyFolder(work)
     columns = ['fname', 'fold', 'iteration', 'given_label', 'predicted_label', 'p_given', 'p_predicted', 'accepted']
     save_csv(files.audit_csv, audit.reindex(columns=columns).rename(columns={'fname': 'clip'}))   # the header alone when nothing was judged
     save_json(files.result_json, {'best_iteration': kept, 'checkpoints': {f: str(path) for f, path in checkpoints[kept].items()}})
@@ -200,15 +199,15 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
     preset, work = get_preset(preset), Path(work)
     rule = make_rule(rule, preset)
     iterations = preset.sv_iterations if iterations is None else iterations
-    work.mkdir(parents=True, exist_ok=True)
-    _check_rule_record(work, rule)
+    files = SelfVerifyFolder(work)
+    files.folder.mkdir(parents=True, exist_ok=True)
+    _check_rule_record(files, rule)
     verified, fold_of = folds.manually_verified.to_numpy(bool), folds.fold.to_numpy()
     usable = np.ones(len(folds), bool) if usable is None else np.asarray(usable, bool)
     candidates = candidate_table(folds, classes, usable)
     def fold_split(fold, trusted): return fold_data(specs, folds, fold, classes, train_mask=trusted, usable=usable)
     validation = {fold: (data.valid_idx, data.targets[data.valid_idx].numpy()) for fold, data in
                   ((fold, fold_split(fold, verified)) for fold in sorted(initial))}
-    files = SelfVerifyFolder(work)
     table_path = files.iterations_csv
     rows = [r for r in (pd.read_csv(table_path).to_dict('records') if table_path.exists() else []) if r['iteration'] <= iterations]
     done = {(r['iteration'], r['fold']) for r in rows}
@@ -238,7 +237,7 @@ def self_verify(folds:pd.DataFrame,         # training table with label, manuall
             save_csv(table_path, pd.DataFrame(rows))
             log(f"self-verification iteration {iteration} fold {fold}: {n_fold} clips accepted in this fold, "
                 f"valid loss {scores['valid_loss']:.4f}, accuracy {scores['accuracy']:.3f}")
-    return _write_outcome(work, rows, audits, checkpoints)
+    return _write_outcome(files, rows, audits, checkpoints)
 
 # %% ../nbs/05_selfverify.ipynb #62c020ff
 def label_audit(decisions:pd.DataFrame,    # a decisions table (`decisions_<i>.csv` or `select_clips` output with labels)

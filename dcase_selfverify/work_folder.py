@@ -137,8 +137,8 @@ def trained_folds(self:WorkFolder, preset:str|Preset, variant:str='')->dict[int,
     "The folds of a preset's initial training that have written their history, by fold."
     found = {}
     for folder in self.initial(preset, variant).glob('fold_*'):
-        number = folder.name.removeprefix('fold_')
-        if number.isdigit() and TrainingFolder(folder).history.is_file(): found[int(number)] = TrainingFolder(folder)
+        number, run = folder.name.removeprefix('fold_'), TrainingFolder(folder)
+        if number.isdigit() and run.history.is_file(): found[int(number)] = run
     return dict(sorted(found.items()))
 
 # %% ../nbs/00b_work_folder.ipynb #12826df9
