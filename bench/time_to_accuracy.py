@@ -13,8 +13,8 @@ Data sets: `--data demo` makes the demo data (`demo.DEMO_SETTINGS`, seed 0) unde
 with `bench/debian_sounds.py` (needs `apt-get download`); any other value is a data set folder.
 Run from the repository root: `python bench/time_to_accuracy.py --data demo` (writes OUT/time_to_accuracy_demo.png and a CSV of every
 epoch, and its section of bench/RESULTS.md). OUT (default `bench/out/`) is not committed. Cost on the demo data (one thread): per fold 180 CPU seconds for
-`tiny` (measured), twice that for `tiny80`, and for `cpu` an estimated 130 (60 epochs; bf16 autocast with channels_last halved the CPU
-time of a training step): some 45 CPU minutes for four folds of one data set. To spread the folds over processes (or machines sharing OUT), run `--folds 0,1` and `--folds 2,3` side by side
+`tiny` (measured), twice that for `tiny80`, and about 95 for `cpu` (40 epochs at batch 16 in bf16 autocast with channels_last; measured
+2026-12-02): some 40 CPU minutes for four folds of one data set. To spread the folds over processes (or machines sharing OUT), run `--folds 0,1` and `--folds 2,3` side by side
 with `--no-write`, then `--collect` to gather their CSVs into one plot and table.
 """
 import datetime, json, os, sys, time

@@ -87,7 +87,7 @@ def demo(out:str='dcase_demo',       # folder for the demo data, work folder and
          quick:store_true=False,     # a much shorter training (for smoke tests)
          no_progress:store_true=False, # hide progress bars
         ):
-    "Generate a synthetic data set and run the whole pipeline on it (tiny preset, CPU); write a report."
+    "Generate a synthetic data set and run the whole pipeline on it (`cpu` preset, CPU); write a report."
     from dcase_selfverify.demo import demo_summary, run_demo
     print('\n' + demo_summary(run_demo(out, quick, not no_progress)))
 

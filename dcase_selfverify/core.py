@@ -106,7 +106,7 @@ PRESETS = {
     'spec2':   Preset('spec2', version=2, nf=64, mixup_alpha=0.3, batch_size=50, finetune_lr=2e-4),
     'tiny':    Preset('tiny', version=1, nf=8, mixup_alpha=0.3, batch_size=32, lr=2e-2, epochs=40, constant_epochs=13, n_frames=1500,
                       finetune_lr=4e-3, finetune_epochs=8, finetune_constant_epochs=2, sv_iterations=2),
-    'cpu':     Preset('cpu', version=1, nf=8, mixup_alpha=0.3, batch_size=32, lr=2e-2, epochs=60, constant_epochs=0, n_frames=1500,
+    'cpu':     Preset('cpu', version=1, nf=8, mixup_alpha=0.3, batch_size=16, lr=2e-2, epochs=40, constant_epochs=0, n_frames=1500,
                       schedule='one_cycle', cpu_fast=True, finetune_lr=4e-3, finetune_epochs=8, finetune_constant_epochs=2, sv_iterations=2),
 }
 

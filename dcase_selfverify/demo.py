@@ -25,10 +25,10 @@ __all__ = ['DEMO_SETTINGS', 'demo_preset', 'selfverify_precision', 'training_cur
 DEMO_SETTINGS = dict(n_classes=10, clips_per_class=36, test_clips_per_class=8, max_duration=12.0)
 
 def demo_preset(quick:bool=False, # a few epochs only (for smoke tests)
-               )->Preset:         # the `tiny` preset as the demo trains it
-    "The `tiny` preset as the demo trains it (a few epochs only with `quick`); the `cpu` recipe waits for `bench/time_to_accuracy.py`."
-    preset = get_preset('tiny')
-    return preset.replace(epochs=3, constant_epochs=1, finetune_epochs=1, finetune_constant_epochs=1) if quick else preset
+               )->Preset:         # the `cpu` preset as the demo trains it
+    "The `cpu` recipe as the demo trains it (a few epochs only with `quick`), chosen by `bench/time_to_accuracy.py`."
+    preset = get_preset('cpu')
+    return preset.replace(epochs=3, finetune_epochs=1, finetune_constant_epochs=1) if quick else preset
 
 # %% ../nbs/07a_demo.ipynb #985b2eba
 def selfverify_precision(work:str|Path,      # work folder of a run
@@ -197,7 +197,7 @@ def run_demo(out:str|Path='dcase_demo',     # folder for the data, the work fold
              progress:bool=True,            # progress bars
              log=print,                     # messages
             )->dict:                        # metrics (also in OUT/report/metrics.json)
-    "Generate the demo data and run the whole pipeline on it with the tiny preset; write a report."
+    "Generate the demo data and run the whole pipeline on it with the `cpu` preset; write a report."
     from dcase_selfverify.demo_data import make_demo_dataset
     out = Path(out)
     started = time.time()

@@ -6,12 +6,13 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/demo_data.html.md"""
 
 # %% ../nbs/00a_demo_data.ipynb #98653ed0
 from __future__ import annotations
-import dataclasses, json, math
+import dataclasses, json, math, os
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from fastcore.parallel import parallel
 from scipy import signal
 from .core import UserError, atomic_folder, save_csv, save_json, load_json
 
@@ -498,6 +499,11 @@ def write_clip(spec:ClipSpec, # the clip
     elif spec.broken == 'empty': sf.write(path, np.zeros(0, dtype=np.int16), spec.sr, subtype='PCM_16', format='WAV')
     else: sf.write(path, render_clip(spec), spec.sr, subtype=spec.subtype, format='WAV')
 
+# %% ../nbs/00a_demo_data.ipynb #c62295dc
+def _write_job(job:tuple[ClipSpec, Path]):
+    "`write_clip` of one (spec, path) pair: what the worker processes of `make_demo_dataset` run (each clip has its own seed)."
+    write_clip(*job)
+
 # %% ../nbs/00a_demo_data.ipynb #b057f39f
 LAYOUTS = {  # layout: (training audio folder, test audio folder)
     'generic': ('train', 'test'),
@@ -570,6 +576,7 @@ def make_demo_dataset(root:str|Path,              # folder to create (the data s
                       broken_files:bool=True,     # write empty and corrupt files
                       progress:bool=False,        # show a progress bar
                       overwrite:bool=False,       # replace an existing demo data set made with other arguments
+                      workers:int|None=None,      # processes rendering clips (None: one per core; 0: this process); same bytes either way
                      )->Path: # the data set folder (`root`)
     "Synthesize an FSDKaggle2018-shaped data set in `root`, or reuse the one made there with the same arguments."
     if layout not in LAYOUTS: raise ValueError(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -591,11 +598,8 @@ def make_demo_dataset(root:str|Path,              # folder to create (the data s
         train_dir, test_dir = (partial/name for name in LAYOUTS[layout])
         train_dir.mkdir()
         test_dir.mkdir()
-        rows = list(truth.itertuples(index=False))
-        if progress:
-            from fastprogress.fastprogress import progress_bar
-            rows = progress_bar(rows)
-        for row in rows: write_clip(spec_from_row(row), (train_dir if row.split == 'train' else test_dir)/row.fname)
+        jobs = [(spec_from_row(row), (train_dir if row.split == 'train' else test_dir)/row.fname) for row in truth.itertuples(index=False)]
+        parallel(_write_job, jobs, n_workers=(os.cpu_count() or 1) if workers is None else workers, progress=progress)
         write_metadata(truth, partial, layout, classes)
         save_json(partial/MANIFEST, dict(generator='dcase_selfverify.demo_data', params=params, classes=list(classes),
                                          n_train=int((truth.split == 'train').sum()), n_test=int((truth.split == 'test').sum())))

@@ -148,7 +148,7 @@ def test_demo_quick_writes_a_report(tmp_path):
         assert (report/name).exists(), name
     metrics = json.loads((report/'metrics.json').read_text())
     assert 0 <= metrics['test']['map3'] <= 1
-    precision = metrics['presets']['tiny']['selfverify_precision']   # the demo trains the `tiny` preset
+    precision = metrics['presets']['cpu']['selfverify_precision']   # the demo trains the `cpu` preset
     assert [row['iteration'] for row in precision] == [1, 2]
     assert 'synthetic' in (report/'summary.md').read_text()
     assert str(report/'summary.md') in result.stdout and 'self-verification iteration 2' in result.stdout

@@ -25,7 +25,8 @@ def datasets(tmp_path_factory):
 
 
 def test_same_seed_same_bytes(tmp_path, datasets):
-    again = make_demo_dataset(tmp_path / 'again', layout='kaggle', **TINY)
+    "Same seed, same bytes, whether the clips are rendered by worker processes (the fixture's default) or in this process."
+    again = make_demo_dataset(tmp_path / 'again', layout='kaggle', workers=0, **TINY)
     first, second = file_hashes(datasets['kaggle']), file_hashes(again)
     assert len(first) > 30
     assert first == second
