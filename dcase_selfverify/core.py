@@ -17,7 +17,7 @@ __all__ = ['FSD_CLASSES', 'PRESETS', 'DEFAULT_RULE', 'AUDIO_SUFFIXES', 'KAGGLE_I
            'LabelError', 'class_index', 'label_indices', 'Preset', 'PresetError', 'get_preset', 'atomic_write',
            'save_array', 'save_json', 'load_json', 'save_csv', 'atomic_folder', 'DatasetError', 'read_csv_table',
            'read_train_csv', 'read_test_csv', 'AudioDataset', 'find_dataset', 'map_at_3', 'default_device',
-           'seed_everything']
+           'usable_cores', 'seed_everything']
 
 # %% ../nbs/00_core.ipynb #1bc9707d
 class UserError(Exception):
@@ -396,6 +396,12 @@ def default_device()->str:
     "'cuda' when a GPU is present, else 'cpu'."
     import torch
     return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+# %% ../nbs/00_core.ipynb #39239e02
+def usable_cores()->int:
+    "The CPU cores this process may run on: its affinity mask where the OS has one (a container's or a Kaggle kernel's limit), else `os.cpu_count()`."
+    if hasattr(os, 'sched_getaffinity'): return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 # %% ../nbs/00_core.ipynb #058da176
 def seed_everything(seed:int=0):

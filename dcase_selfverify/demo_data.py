@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/demo_data.html.md"""
 
 # %% ../nbs/00a_demo_data.ipynb #98653ed0
 from __future__ import annotations
-import dataclasses, json, math, os
+import dataclasses, json, math
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -14,7 +14,7 @@ import pandas as pd
 import soundfile as sf
 from fastcore.parallel import parallel
 from scipy import signal
-from .core import UserError, atomic_folder, save_csv, save_json, load_json
+from .core import UserError, atomic_folder, save_csv, save_json, load_json, usable_cores
 
 # %% auto #0
 __all__ = ['RECIPES', 'DEMO_CLASSES', 'SNR_DB', 'PEAK_DB', 'PAD_NOISE_DB', 'DURATION_MEDIAN', 'DURATION_SIGMA', 'MIN_DURATION',
@@ -599,7 +599,7 @@ def make_demo_dataset(root:str|Path,              # folder to create (the data s
         train_dir.mkdir()
         test_dir.mkdir()
         jobs = [(spec_from_row(row), (train_dir if row.split == 'train' else test_dir)/row.fname) for row in truth.itertuples(index=False)]
-        parallel(_write_job, jobs, n_workers=(os.cpu_count() or 1) if workers is None else workers, progress=progress)
+        parallel(_write_job, jobs, n_workers=usable_cores() if workers is None else workers, progress=progress)
         write_metadata(truth, partial, layout, classes)
         save_json(partial/MANIFEST, dict(generator='dcase_selfverify.demo_data', params=params, classes=list(classes),
                                          n_train=int((truth.split == 'train').sum()), n_test=int((truth.split == 'test').sum())))

@@ -29,7 +29,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import maybe_gather, num_distrib, rank_distrib
 from fastcore.script import CliError, call_parse
-from .core import FSD_CLASSES, Preset, UserError, get_preset
+from .core import FSD_CLASSES, Preset, UserError, get_preset, usable_cores
 from .training import EpochSeed, ExcerptDataLoader, FoldData, fit_resumable, fold_data, make_learner, scaled_constant_epochs
 
 # %% ../nbs/04a_distributed.ipynb #0e2a5515
@@ -258,7 +258,7 @@ def run_in_processes(commands:Sequence[Sequence[str]], # one command line per pr
             number, command = pending.pop(0)
             gpu, env = (free_gpus.pop(0) if free_gpus else None), dict(os.environ)
             if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
-            else: env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // parallel)))
+            else: env.setdefault('OMP_NUM_THREADS', str(max(1, usable_cores() // parallel)))
             running.append((number, gpu, subprocess.Popen(list(command), env=env)))
         time.sleep(0.5)
         for job in [job for job in running if job[2].poll() is not None]:

@@ -6,7 +6,7 @@ Docs: https://dcase-selfverify.github.io/dcase-selfverify/preprocessing.html.md"
 
 # %% ../nbs/01_preprocessing.ipynb #23c26b1a
 from __future__ import annotations
-import concurrent.futures, contextlib, csv, functools, math, multiprocessing, os, time, warnings
+import concurrent.futures, contextlib, csv, functools, math, multiprocessing, time, warnings
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -14,7 +14,7 @@ import pandas as pd
 import soundfile as sf
 import soxr
 import librosa
-from .core import UserError, save_array, save_json, load_json, save_csv
+from .core import UserError, save_array, save_json, load_json, save_csv, usable_cores
 from .work_folder import FeatureCache
 
 # %% auto #0
@@ -457,7 +457,7 @@ def extract_features(clips:pd.DataFrame,        # columns `fname` and `path` (as
     finished = set(known.fname[known.status.isin(_DONE)])
     jobs = [(f, str(p), str(cache.clip(f)), version, sr, clip) for f, p in zip(clips.fname, clips.path)
             if not (f in finished and cache.clip(f).is_file())]
-    if n_workers is None: n_workers = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    if n_workers is None: n_workers = usable_cores()
     new_rows = []
     with open(cache.progress, 'a', newline='') as log_file:
         if log_file.tell() == 0: _append_row(log_file, dict(zip(SUMMARY_COLUMNS, SUMMARY_COLUMNS)))
